@@ -1,0 +1,250 @@
+"""Certificates and chains: loading (PEM, DER, PKCS#7) and one frozen record per certificate.
+
+The record carries what every later stage asks of a certificate (digests, names, validity,
+key, CA flag, SANs) computed once, so that pin checks, the store and the ledger never parse
+again. The SPKI digest is taken over the bytes the certificate itself encodes (see
+:mod:`pinlab.der`), the bytes that HPKP, OkHttp and TrustKit hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from pinlab.der import spki_algorithm_oid, spki_from_certificate
+from pinlab.errors import MalformedCertificateError
+
+__all__ = [
+    "Certificate",
+    "load_certificate_file",
+    "load_certificates",
+]
+
+_KEY_TYPES_BY_OID = {
+    "1.2.840.113549.1.1.1": "RSA",
+    "1.2.840.113549.1.1.10": "RSA-PSS",
+    "1.2.840.10045.2.1": "EC",
+    "1.3.101.112": "Ed25519",
+    "1.3.101.113": "Ed448",
+    "1.2.840.10040.4.1": "DSA",
+}
+_CURVE_LABELS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
+_CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
+_PKCS7_LABELS = {b"PKCS7", b"CMS"}
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """One X.509 certificate, parsed once. Equality and hashing follow the DER bytes."""
+
+    der: bytes = field(repr=False)
+    sha256: str
+    """Hex SHA-256 of the whole DER certificate (its identity in the store)."""
+    spki: bytes = field(repr=False, compare=False)
+    """The SubjectPublicKeyInfo exactly as encoded in the certificate."""
+    spki_sha256: bytes = field(repr=False, compare=False)
+    """Raw SHA-256 of :attr:`spki`: the digest a ``sha256/`` pin carries."""
+    subject: str = field(compare=False)
+    issuer: str = field(compare=False)
+    serial: str = field(compare=False)
+    """Serial number as lower-case hex, without leading zeros."""
+    not_before: datetime = field(compare=False)
+    not_after: datetime = field(compare=False)
+    key_type: str = field(compare=False)
+    """``RSA``, ``RSA-PSS``, ``EC``, ``Ed25519``, ``Ed448``, ``DSA`` or the algorithm OID."""
+    key_size: int | None = field(compare=False)
+    curve: str | None = field(compare=False)
+    is_ca: bool = field(compare=False)
+    path_length: int | None = field(compare=False)
+    sans: tuple[str, ...] = field(compare=False)
+    x509: x509.Certificate = field(repr=False, compare=False)
+
+    @classmethod
+    def from_der(cls, der: bytes) -> Certificate:
+        """Parse one DER certificate; :class:`MalformedCertificateError` if it is not one."""
+        der = bytes(der)
+        spki = spki_from_certificate(der)
+        try:
+            parsed = x509.load_der_x509_certificate(der)
+        except ValueError as error:
+            raise MalformedCertificateError(f"not a parsable X.509 certificate: {error}") from None
+        return cls._from_parts(der, spki, parsed)
+
+    @classmethod
+    def from_cryptography(cls, certificate: x509.Certificate) -> Certificate:
+        """Wrap a certificate already parsed by cryptography."""
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        return cls._from_parts(der, spki_from_certificate(der), certificate)
+
+    @classmethod
+    def _from_parts(cls, der: bytes, spki: bytes, parsed: x509.Certificate) -> Certificate:
+        try:
+            key_type, key_size, curve = _describe_key(spki, parsed)
+            is_ca, path_length = _basic_constraints(parsed)
+            return cls(
+                der=der,
+                sha256=hashlib.sha256(der).hexdigest(),
+                spki=spki,
+                spki_sha256=hashlib.sha256(spki).digest(),
+                subject=parsed.subject.rfc4514_string(),
+                issuer=parsed.issuer.rfc4514_string(),
+                serial=format(parsed.serial_number, "x"),
+                not_before=parsed.not_valid_before_utc,
+                not_after=parsed.not_valid_after_utc,
+                key_type=key_type,
+                key_size=key_size,
+                curve=curve,
+                is_ca=is_ca,
+                path_length=path_length,
+                sans=_subject_alternative_names(parsed),
+                x509=parsed,
+            )
+        except ValueError as error:
+            raise MalformedCertificateError(f"certificate fields do not parse: {error}") from None
+
+    @property
+    def pin(self) -> str:
+        """The ``sha256/<base64>`` pin of this certificate's public key."""
+        return "sha256/" + base64.b64encode(self.spki_sha256).decode("ascii")
+
+    @property
+    def spki_sha256_hex(self) -> str:
+        """Hex form of :attr:`spki_sha256`, as zgrab2 and certspotter print it."""
+        return self.spki_sha256.hex()
+
+    @property
+    def key_label(self) -> str:
+        """Short human label of the key: ``RSA-2048``, ``P-256``, ``Ed25519``..."""
+        if self.curve is not None:
+            return _CURVE_LABELS.get(self.curve, self.curve)
+        if self.key_size is not None and self.key_type in {"RSA", "RSA-PSS", "DSA"}:
+            return f"{self.key_type}-{self.key_size}"
+        return self.key_type
+
+    @property
+    def self_issued(self) -> bool:
+        """Subject and issuer names are equal (a root, or a self-signed leaf)."""
+        return self.x509.subject == self.x509.issuer
+
+    def spki_digest(self, algorithm: str) -> bytes:
+        """Digest of the SPKI with ``sha256`` (cached) or ``sha1`` (legacy pins)."""
+        if algorithm == "sha256":
+            return self.spki_sha256
+        return hashlib.new(algorithm, self.spki).digest()
+
+    def to_pem(self) -> str:
+        """PEM text of the certificate."""
+        return self.x509.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _describe_key(spki: bytes, parsed: x509.Certificate) -> tuple[str, int | None, str | None]:
+    oid = spki_algorithm_oid(spki)
+    key_type = _KEY_TYPES_BY_OID.get(oid, oid)
+    try:
+        key = parsed.public_key()
+    except (ValueError, TypeError, NotImplementedError, x509.UnsupportedGeneralNameType):
+        # Explicit EC parameters, unknown algorithms: the pin is still well defined.
+        return key_type, None, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key_type, key.curve.key_size, key.curve.name
+    if isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+        return key_type, key.key_size, None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key_type, 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return key_type, 456, None
+    return key_type, None, None
+
+
+def _basic_constraints(parsed: x509.Certificate) -> tuple[bool, int | None]:
+    try:
+        constraints = parsed.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False, None
+    return constraints.ca, constraints.path_length
+
+
+def _subject_alternative_names(parsed: x509.Certificate) -> tuple[str, ...]:
+    try:
+        names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    dns = names.get_values_for_type(x509.DNSName)
+    ips = [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+    return tuple(dns) + tuple(ips)
+
+
+def load_certificates(data: bytes, *, source: str = "input") -> list[Certificate]:
+    """Load every certificate in ``data``: PEM (any number of blocks), DER, or PKCS#7.
+
+    Order is preserved (a served chain stays leaf first). Anything that is not a
+    certificate raises :class:`MalformedCertificateError` naming ``source`` and the block.
+    """
+    if b"-----BEGIN" in data:
+        return _load_pem(data, source)
+    if not data:
+        raise MalformedCertificateError(f"{source}: empty, no certificate in it")
+    try:
+        return [Certificate.from_der(data)]
+    except MalformedCertificateError as der_error:
+        try:
+            return _from_cryptography(pkcs7.load_der_pkcs7_certificates(data))
+        except ValueError:
+            raise MalformedCertificateError(
+                f"{source}: neither PEM, a DER certificate nor DER PKCS#7 ({der_error})"
+            ) from None
+
+
+def _load_pem(data: bytes, source: str) -> list[Certificate]:
+    certificates: list[Certificate] = []
+    blocks = list(_PEM_BLOCK.finditer(data))
+    if not blocks:
+        raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
+    for number, block in enumerate(blocks, start=1):
+        label, text = block.group(1), block.group(0)
+        try:
+            if label in _CERTIFICATE_LABELS:
+                certificates.append(
+                    Certificate.from_cryptography(x509.load_pem_x509_certificate(text))
+                )
+            elif label in _PKCS7_LABELS:
+                certificates.extend(_from_cryptography(pkcs7.load_pem_pkcs7_certificates(text)))
+        except (ValueError, MalformedCertificateError) as error:
+            raise MalformedCertificateError(
+                f"{source}: PEM block {number} ({label.decode()}) is malformed: {error}"
+            ) from None
+    if not certificates:
+        raise MalformedCertificateError(f"{source}: PEM without any CERTIFICATE block")
+    return certificates
+
+
+def _from_cryptography(parsed: Iterable[x509.Certificate]) -> list[Certificate]:
+    return [Certificate.from_cryptography(certificate) for certificate in parsed]
+
+
+def load_certificate_file(path: str | Path) -> list[Certificate]:
+    """Load every certificate of a PEM, DER or PKCS#7 file (see :func:`load_certificates`)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise MalformedCertificateError(f"{path}: cannot read: {error.strerror}") from None
+    return load_certificates(data, source=str(path))
+
+
+def chain_pins(chain: Sequence[Certificate]) -> list[str]:
+    """The pins of a chain, in order."""
+    return [certificate.pin for certificate in chain]
