@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509 import Certificate as X509Certificate
 
 from pinlab.der import spki_algorithm_oid, spki_from_certificate
 from pinlab.errors import MalformedCertificateError
@@ -30,6 +33,14 @@ __all__ = [
     "load_certificates",
 ]
 
+# Some roots still in Mozilla's store, and many old leaves, carry a non-positive serial.
+# That is a fact we record (the serial column), not something the user can act on.
+warnings.filterwarnings(
+    "ignore",
+    message="Parsed a serial number which wasn't positive",
+    category=CryptographyDeprecationWarning,
+)
+
 _KEY_TYPES_BY_OID = {
     "1.2.840.113549.1.1.1": "RSA",
     "1.2.840.113549.1.1.10": "RSA-PSS",
@@ -39,9 +50,7 @@ _KEY_TYPES_BY_OID = {
     "1.2.840.10040.4.1": "DSA",
 }
 _CURVE_LABELS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
-)
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
 
@@ -70,7 +79,7 @@ class Certificate:
     is_ca: bool = field(compare=False)
     path_length: int | None = field(compare=False)
     sans: tuple[str, ...] = field(compare=False)
-    x509: x509.Certificate = field(repr=False, compare=False)
+    x509: X509Certificate = field(repr=False, compare=False)
 
     @classmethod
     def from_der(cls, der: bytes) -> Certificate:
@@ -84,13 +93,13 @@ class Certificate:
         return cls._from_parts(der, spki, parsed)
 
     @classmethod
-    def from_cryptography(cls, certificate: x509.Certificate) -> Certificate:
+    def from_cryptography(cls, certificate: X509Certificate) -> Certificate:
         """Wrap a certificate already parsed by cryptography."""
         der = certificate.public_bytes(serialization.Encoding.DER)
         return cls._from_parts(der, spki_from_certificate(der), certificate)
 
     @classmethod
-    def _from_parts(cls, der: bytes, spki: bytes, parsed: x509.Certificate) -> Certificate:
+    def _from_parts(cls, der: bytes, spki: bytes, parsed: X509Certificate) -> Certificate:
         try:
             key_type, key_size, curve = _describe_key(spki, parsed)
             is_ca, path_length = _basic_constraints(parsed)

@@ -28,7 +28,10 @@ EXIT_USAGE = 2
 
 
 def _register_commands() -> None:
-    for module_info in sorted(pkgutil.iter_modules(pinlab.commands.__path__), key=lambda m: m.name):
+    modules = sorted(pkgutil.iter_modules(pinlab.commands.__path__), key=lambda m: m.name)
+    for module_info in modules:
+        if module_info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"pinlab.commands.{module_info.name}")
         module.register(app)
 

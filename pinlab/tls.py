@@ -11,6 +11,7 @@ self-signed and misnamed chains are captured; :mod:`pinlab.verify` judges later.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
@@ -187,7 +188,5 @@ def _classify_ssl_error(error: SSL.Error, ip: str) -> HandshakeError:
 
 
 def _close_quietly(connection: SSL.Connection) -> None:
-    try:
+    with contextlib.suppress(SSL.Error):
         connection.shutdown()
-    except SSL.Error:
-        pass

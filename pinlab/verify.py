@@ -16,9 +16,8 @@ from pathlib import Path
 
 import certifi
 from cryptography import x509
+from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import (
-    DNSName,
-    IPAddress,
     PolicyBuilder,
     Store,
     VerificationError,

@@ -1,0 +1,201 @@
+"""``pinlab pins`` (list a chain's pins) and ``pinlab check`` (check pins against a host)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pinlab.certs import Certificate, load_certificate_file
+from pinlab.commands._common import console, parse_time, trust_store, usage_errors
+from pinlab.endpoint import normalise_hostname, parse_endpoint
+from pinlab.errors import MalformedCertificateError
+from pinlab.pins import CheckStatus, PinSet, Semantics
+from pinlab.tls import HandshakeError, handshake
+from pinlab.verify import verify_chain
+
+EXIT_NO_PIN_MATCHED = 3
+EXIT_VALIDATION_FAILED = 4
+EXIT_CONNECTION_FAILED = 5
+
+SniOption = Annotated[
+    str | None, typer.Option("--sni", help="Server name to send (default: the host).")
+]
+CaFileOption = Annotated[
+    Path | None,
+    typer.Option("--ca-file", help="PEM trust anchors instead of certifi's Mozilla roots."),
+]
+AtOption = Annotated[
+    str | None, typer.Option("--at", help="Validation time, ISO-8601 (default: now).")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds for connect and handshake together.")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    """One certificate as ``pinlab pins`` shows it."""
+
+    position: int
+    role: str
+    source: str
+    certificate: Certificate
+
+    def as_json(self) -> dict[str, object]:
+        c = self.certificate
+        return {
+            "position": self.position,
+            "role": self.role,
+            "source": self.source,
+            "pin": c.pin,
+            "subject": c.subject,
+            "issuer": c.issuer,
+            "not_after": c.not_after.isoformat(),
+            "sha256": c.sha256,
+            "key": c.key_label,
+        }
+
+
+def _role(position: int, certificate: Certificate) -> str:
+    if position == 0:
+        return "leaf"
+    return "root" if certificate.self_issued and certificate.is_ca else "intermediate"
+
+
+def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Certificate], str]:
+    """The presented chain of ``host[:port]`` and the name it must be valid for."""
+    host, port = parse_endpoint(target)
+    server_name = normalise_hostname(sni) if sni else host
+    send_sni = None if _is_ip(server_name) else server_name
+    try:
+        result = handshake(host, port, sni=send_sni, timeout=timeout)
+    except HandshakeError as error:
+        console.print(f"cannot complete a handshake with {host}:{port}: {error.status}: {error}")
+        raise typer.Exit(EXIT_CONNECTION_FAILED) from None
+    try:
+        return [Certificate.from_der(der) for der in result.chain], server_name
+    except MalformedCertificateError as error:
+        console.print(f"{host}:{port} presented a malformed certificate: {error}")
+        raise typer.Exit(EXIT_CONNECTION_FAILED) from None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def pins_command(
+    target: Annotated[str, typer.Argument(help="host[:port], or a PEM/DER/PKCS#7 file.")],
+    sni: SniOption = None,
+    ca_file: CaFileOption = None,
+    at: AtOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """List the pins of every certificate a host serves, or a file holds.
+
+    When the chain validates, the verified path is listed (with roots added from the
+    trust store), followed by any presented certificate the path did not use.
+    """
+    with usage_errors():
+        when = parse_time(at)
+        if Path(target).is_file():
+            presented, hostname = load_certificate_file(target), None
+        elif Path(target).suffix.lower() in {".pem", ".der", ".crt", ".cer", ".p7b", ".p7c"}:
+            raise MalformedCertificateError(f"{target}: no such file")
+        else:
+            presented, hostname = _fetch_chain(target, sni, timeout)
+        verification = verify_chain(
+            presented, hostname=hostname, at=when, trust_store=trust_store(ca_file)
+        )
+    rows = _rows(presented, verification.path)
+    if as_json:
+        typer.echo(json.dumps([row.as_json() for row in rows], indent=2))
+        return
+    for row in rows:
+        c = row.certificate
+        typer.echo(
+            f"{row.position}  {row.role:<12} {row.source:<11} {c.pin}  {c.subject}"
+            f"  [issuer: {c.issuer}; not after {c.not_after.date().isoformat()}]"
+        )
+    if not verification.ok:
+        console.print(f"no verified path at {when.isoformat()}: {verification.error}")
+
+
+def _rows(presented: list[Certificate], path: tuple[Certificate, ...]) -> list[ChainRow]:
+    sent = {c.sha256 for c in presented}
+    if not path:
+        return [ChainRow(i, _role(i, c), "presented", c) for i, c in enumerate(presented)]
+    rows = [
+        ChainRow(i, _role(i, c), "presented" if c.sha256 in sent else "trust-store", c)
+        for i, c in enumerate(path)
+    ]
+    used = {c.sha256 for c in path}
+    unused = [c for c in presented if c.sha256 not in used]
+    rows += [ChainRow(len(path) + i, "unused", "presented", c) for i, c in enumerate(unused)]
+    return rows
+
+
+def check_command(
+    target: Annotated[str, typer.Argument(help="host[:port] to connect to.")],
+    pin: Annotated[
+        list[str], typer.Option("--pin", help="sha256/<base64> (repeatable).", show_default=False)
+    ],
+    backup_pin: Annotated[
+        list[str] | None, typer.Option("--backup-pin", help="Backup pin (repeatable).")
+    ] = None,
+    pins_expire: Annotated[
+        str | None, typer.Option("--pins-expire", help="Pin set expiry, ISO-8601.")
+    ] = None,
+    sni: SniOption = None,
+    ca_file: CaFileOption = None,
+    at: AtOption = None,
+    mode: Annotated[
+        Semantics, typer.Option("--mode", help="Chain checked: verified (safe) or presented.")
+    ] = Semantics.VERIFIED,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Validate a host's chain, then check pins against it.
+
+    Exit status: 0 valid and pinned (or pin set expired); 3 no pin matched; 4 validation
+    failed; 5 no handshake; 2 usage error.
+    """
+    with usage_errors():
+        when = parse_time(at)
+        pin_set = PinSet.of(
+            pin,
+            backup=backup_pin or (),
+            expires_at=parse_time(pins_expire) if pins_expire else None,
+        )
+        store = trust_store(ca_file)
+        presented, hostname = _fetch_chain(target, sni, timeout)
+    verification = verify_chain(presented, hostname=hostname, at=when, trust_store=store)
+    if not verification.ok:
+        failure = verification.failure.value if verification.failure else "failed"
+        console.print(f"chain validation failed ({failure}): {verification.error}")
+        console.print("pins are only checked on a valid chain; the connection is refused")
+        raise typer.Exit(EXIT_VALIDATION_FAILED)
+    chain = verification.path if mode is Semantics.VERIFIED else tuple(presented)
+    result = pin_set.check(chain, at=when, semantics=mode)
+    if pin_set.has_legacy_pins:
+        console.print("warning: sha1/ pins are legacy; re-pin with sha256/")
+    if result.status is CheckStatus.EXPIRED:
+        console.print(f"pin set expired at {pin_set.expires_at}: pins are not enforced")
+        return
+    console.print(result.describe(), markup=False, highlight=False)
+    if not result.passed:
+        raise typer.Exit(EXIT_NO_PIN_MATCHED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pins`` and ``check`` to the CLI."""
+    app.command("pins")(pins_command)
+    app.command("check")(check_command)
