@@ -15,8 +15,9 @@ from pinlab.verify import TrustStore
 
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: lines are data (pins, paths) that must survive a pipe unbroken.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
