@@ -1,0 +1,153 @@
+"""The measuring method: calibrated loops, warm-up, many runs, median and spread.
+
+It follows pyperf's method inside one process. A *run* calls the operation ``loops`` times
+back to back and divides the elapsed :func:`time.perf_counter_ns` by ``loops``; ``loops`` is
+calibrated (doubled) until one run lasts at least ``min_run_ns``, so that the clock's
+resolution and the loop's own cost vanish. Warm-up runs are discarded (caches, lazy
+imports, branch predictors), then ``runs`` runs are kept and summarised by their median and
+inter-quartile range, which a few runs disturbed by other processes cannot move much.
+
+Absolute figures on a shared machine are noisy; the suite therefore reports every figure
+beside a ratio to the limit measured in the same process, a moment apart.
+
+Operations too slow to loop (a TLS handshake) are timed call by call with :func:`sample`,
+which keeps every value so that p50 and p99 can be read.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Measurement", "Settings", "measure", "sample", "summarise"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How hard to measure. :meth:`full` for figures, :meth:`quick` for CI."""
+
+    runs: int
+    warmups: int
+    min_run_ns: int
+    max_loops: int = 1 << 24
+
+    @classmethod
+    def full(cls) -> Settings:
+        """21 kept runs of at least 10 ms each, after two warm-up runs."""
+        return cls(runs=21, warmups=2, min_run_ns=10_000_000)
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """5 kept runs of at least 0.5 ms: a shape check, not a figure to quote."""
+        return cls(runs=5, warmups=1, min_run_ns=500_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """Per-call times of one operation, in nanoseconds, one value per run."""
+
+    values_ns: tuple[float, ...]
+    loops: int
+
+    @property
+    def runs(self) -> int:
+        """How many values (kept runs, or calls for :func:`sample`)."""
+        return len(self.values_ns)
+
+    @property
+    def median_ns(self) -> float:
+        """Median per-call time."""
+        return statistics.median(self.values_ns)
+
+    @property
+    def iqr_ns(self) -> float:
+        """Inter-quartile range of the per-call times (0 with fewer than two values)."""
+        if len(self.values_ns) < 2:
+            return 0.0
+        q1, _, q3 = statistics.quantiles(self.values_ns, n=4, method="inclusive")
+        return q3 - q1
+
+    @property
+    def stdev_ns(self) -> float:
+        """Standard deviation of the per-call times (0 with fewer than two values)."""
+        return statistics.stdev(self.values_ns) if len(self.values_ns) > 1 else 0.0
+
+    def percentile_ns(self, percent: float) -> float:
+        """The ``percent``-th percentile (inclusive method), e.g. 99 for p99."""
+        if len(self.values_ns) < 2:
+            return self.values_ns[0]
+        cuts = statistics.quantiles(self.values_ns, n=100, method="inclusive")
+        if percent >= 100:
+            return max(self.values_ns)
+        if percent <= 0:
+            return min(self.values_ns)
+        index = int(percent) - 1
+        return cuts[index] if percent == int(percent) else _between(cuts, percent)
+
+    def merged(self, other: Measurement) -> Measurement:
+        """The values of both measurements pooled (e.g. the limit before and after)."""
+        return Measurement(self.values_ns + other.values_ns, max(self.loops, other.loops))
+
+
+def _between(cuts: Sequence[float], percent: float) -> float:
+    low = int(percent)
+    weight = percent - low
+    return cuts[low - 1] * (1 - weight) + cuts[low] * weight
+
+
+def _run(operation: Callable[[], object], loops: int) -> int:
+    clock = time.perf_counter_ns
+    loop = range(loops)
+    started = clock()
+    for _ in loop:
+        operation()
+    return clock() - started
+
+
+def measure(operation: Callable[[], object], settings: Settings) -> Measurement:
+    """Time ``operation`` (no arguments) with calibrated loops; see the module docstring.
+
+    The garbage collector is paused during each run, as pyperf and timeit do, so that a
+    collection triggered by an earlier allocation is not billed to a random run.
+    """
+    operation()  # first call outside any timing: lazy imports, caches
+    loops = 1
+    while loops < settings.max_loops:
+        if _timed(operation, loops) >= settings.min_run_ns:
+            break
+        loops *= 2
+    for _ in range(settings.warmups):
+        _timed(operation, loops)
+    values = tuple(_timed(operation, loops) / loops for _ in range(settings.runs))
+    return Measurement(values, loops)
+
+
+def _timed(operation: Callable[[], object], loops: int) -> int:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(operation, loops)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def sample(operation: Callable[[], object], *, calls: int, warmups: int = 3) -> Measurement:
+    """Time ``calls`` single calls of a slow operation; keep every value for percentiles."""
+    for _ in range(warmups):
+        operation()
+    clock = time.perf_counter_ns
+    values: list[float] = []
+    for _ in range(calls):
+        started = clock()
+        operation()
+        values.append(float(clock() - started))
+    return Measurement(tuple(values), 1)
+
+
+def summarise(values_ns: Sequence[float]) -> Measurement:
+    """Wrap values collected elsewhere (e.g. interleaved samples) as a measurement."""
+    return Measurement(tuple(float(value) for value in values_ns), 1)
