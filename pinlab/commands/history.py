@@ -1,0 +1,99 @@
+"""``pinlab history``: the renewal ledger of a store, as a file or a terminal summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from pinlab import history
+from pinlab.commands._common import console, usage_errors
+from pinlab.errors import PinlabError
+from pinlab.store import Store
+
+DEFAULT_DB = Path("data/pinlab.duckdb")
+
+
+def ledger_from_store(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ledger, leaf sightings) of the store at ``db``, opened read-only."""
+    with Store.open(db, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+    sightings = history.leaf_sightings(observations, certificates)
+    return history.renewal_ledger(observations, certificates, sightings=sightings), sightings
+
+
+def write_table(frame: pd.DataFrame, out: Path) -> None:
+    """Write ``frame`` as CSV or Parquet, chosen by the suffix."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    elif out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        raise PinlabError(f"{out}: write .csv or .parquet")
+
+
+def history_command(
+    db: Annotated[Path, typer.Option("--db", help="The store.")] = DEFAULT_DB,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the ledger (.csv or .parquet).")
+    ] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="Print per-host summary.")] = False,
+) -> None:
+    """The renewal ledger: key reuse and issuer changes across renewals."""
+    with usage_errors():
+        if out is None and not summary:
+            raise PinlabError("say what to produce: --out FILE and/or --summary")
+        ledger, sightings = ledger_from_store(db)
+        if out is not None:
+            write_table(ledger, out)
+            console.print(f"{len(ledger)} renewals of {sightings['host'].nunique()} hosts: {out}")
+    if summary:
+        _print_summary(ledger, sightings)
+
+
+def _print_summary(ledger: pd.DataFrame, sightings: pd.DataFrame) -> None:
+    per_host = history.host_summary(ledger, sightings)
+    shown = pd.DataFrame(
+        {
+            "host": per_host["host"],
+            "leaves": per_host["leaves"],
+            "keys": per_host["distinct_keys"],
+            "renewals": per_host["renewals"],
+            "key reuse": per_host["key_reuse_rate"].map(_percent),
+            "issuer chg": per_host["issuer_changes"].map(_count),
+            "CA org chg": per_host["ca_org_changes"].map(_count),
+            "median interval (d)": per_host["median_renewal_interval_days"].map(_number),
+            "median key age (d)": per_host["median_key_age_days"].map(_number),
+        }
+    )
+    # Plain text rather than a rich table: it must stay readable when piped or narrow.
+    console.print(shown.to_string(index=False), markup=False, highlight=False)
+    population = history.population_summary(ledger, sightings).iloc[0]
+    console.print(
+        f"{int(population['hosts'])} hosts, {int(population['renewals'])} renewals; key reused "
+        f"in {_percent(population['key_reuse_rate'])}, issuer changed in "
+        f"{_percent(population['issuer_change_rate'])}, CA organisation changed in "
+        f"{_percent(population['ca_org_change_rate'])} of renewals",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _percent(value: Any) -> str:
+    return "-" if pd.isna(value) else f"{float(value):.0%}"
+
+
+def _count(value: Any) -> str:
+    return "-" if pd.isna(value) else str(int(value))
+
+
+def _number(value: Any) -> str:
+    return "-" if pd.isna(value) else f"{float(value):.0f}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``history`` to the CLI."""
+    app.command("history")(history_command)
