@@ -63,8 +63,8 @@ REQUIRED_OPERATIONS = (
 )
 
 IMPL_LIMIT = "sha256(SPKI DER) + set lookup"
-IMPL_CACHED = "PinSet.check, cached hashes"
-IMPL_UNCACHED = "PinSet.check, uncached (slice + sha256 at check time)"
+IMPL_CACHED = "PinSet.check, cached"
+IMPL_UNCACHED = "PinSet.check, uncached (slice+hash)"
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 _DER = serialization.Encoding.DER
 
@@ -129,10 +129,8 @@ def certificate_cases(chain: BenchChain) -> Iterator[Case]:
 
     yield Case(OP_EXTRACT, "pinlab der slice", label, 1, 0, 1, lambda: spki_from_certificate(der))
     yield Case(OP_EXTRACT, "cryptography public_bytes", label, 1, 0, 1, cryptography_spki)
-    yield Case(
-        OP_PEER, "urllib3-style certificate fingerprint", label, 1, 1, 1, urllib3_fingerprint
-    )
-    yield Case(OP_PEER, "sslyze-style SPKI hash via cryptography", label, 1, 1, 1, sslyze_spki)
+    yield Case(OP_PEER, "urllib3-style cert fingerprint", label, 1, 1, 1, urllib3_fingerprint)
+    yield Case(OP_PEER, "sslyze-style public_bytes+hash", label, 1, 1, 1, sslyze_spki)
 
 
 class _UncachedCertificate:
@@ -243,23 +241,19 @@ def _validation_cases(chain: BenchChain) -> Iterator[Case]:
     label, length = chain.label, chain.length
     yield Case(
         OP_VALIDATE,
-        "cryptography verifier, warm (reused)",
+        "cryptography, warm verifier",
         label,
         length,
         0,
         length,
         lambda: warm.verify(leaf, intermediates),
     )
-    yield Case(
-        OP_VALIDATE, "cryptography verifier, cold (built per call)", label, length, 0, length, cold
-    )
+    yield Case(OP_VALIDATE, "cryptography, cold verifier", label, length, 0, length, cold)
     yield Case(OP_VALIDATE, "pinlab verify_chain", label, length, 0, length, pinlab_verify)
-    yield Case(
-        OP_VALIDATE, "pyOpenSSL X509Store (no hostname check)", label, length, 0, length, pyopenssl
-    )
+    yield Case(OP_VALIDATE, "pyOpenSSL X509Store (no name)", label, length, 0, length, pyopenssl)
     yield Case(
         OP_VALIDATE_PINS,
-        "verify_chain + PinSet.check (anchor pinned)",
+        "verify_chain + check",
         label,
         length,
         2,
@@ -268,7 +262,7 @@ def _validation_cases(chain: BenchChain) -> Iterator[Case]:
     )
     yield Case(
         OP_VALIDATE_PINS,
-        "from DER: parse + verify_chain + PinSet.check",
+        "parse DER + verify_chain + check",
         label,
         length,
         2,

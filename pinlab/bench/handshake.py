@@ -23,8 +23,8 @@ from pinlab.tls import handshake
 
 __all__ = ["IMPL_BARE", "IMPL_PINNED", "HandshakeSample", "measure_handshakes"]
 
-IMPL_BARE = "pyOpenSSL handshake, no validation"
-IMPL_PINNED = "handshake + parse + validation + pins"
+IMPL_BARE = "handshake only (pyOpenSSL)"
+IMPL_PINNED = "handshake + parse + verify + check"
 PIN_SET_SIZE = 2
 
 

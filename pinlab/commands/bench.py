@@ -1,0 +1,165 @@
+"""``pinlab bench``: measure what pinning costs (``pins``) and what collection costs (``collect``).
+
+A thin skin over :mod:`pinlab.bench`: progress on stderr, a table on stdout, ``--out`` for
+the benchmark notebook. Figures on a shared machine are noisy; the table prints each beside
+its ratio to the limit measured in the same run, which is the figure to compare.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pinlab.commands._common import EXIT_USAGE, console, err_console, usage_errors
+
+QUICK = typer.Option("--quick", help="Few combinations and runs: checks the suite in seconds.")
+OUT = typer.Option("--out", help="Also write the rows and the machine to FILE.json or FILE.csv.")
+
+
+def _duration(ns: Any) -> str:
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return ""
+    if ns >= 1_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    if ns >= 1_000:
+        return f"{ns / 1_000:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def _number(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, fmt)
+
+
+def pins_table(rows: pd.DataFrame) -> Table:
+    """The rich table of ``pinlab bench pins``: one line per row, ratios beside figures."""
+    table = Table(
+        title="pinlab bench pins",
+        caption=(
+            "x limit: median / limit (sha256 over the SPKI + set lookup, same key type, same "
+            "run); /cert: per certificate examined; % hs: share of a loopback handshake"
+        ),
+    )
+    table.add_column("operation", overflow="fold")
+    table.add_column("implementation", overflow="fold")
+    for name in ("key", "len", "pins", "median", "IQR", "p99", "runs", "x limit", "/cert", "% hs"):
+        table.add_column(name, justify="right", no_wrap=True)
+    previous = None
+    for row in rows.to_dict(orient="records"):
+        if previous is not None and row["operation"] != previous:
+            table.add_section()
+        previous = row["operation"]
+        table.add_row(
+            str(row["operation"]),
+            str(row["implementation"]),
+            str(row["key_type"]),
+            str(row["chain_length"]),
+            str(row["pin_set_size"] or ""),
+            _duration(row["median_ns"]),
+            _duration(row["iqr_ns"]),
+            _duration(row["p99_ns"]),
+            str(row["runs"]),
+            _number(row["ratio_to_limit"], ".2f"),
+            _number(row["ratio_per_certificate"], ".2f"),
+            _number(row["overhead_pct_of_handshake"], ".1f"),
+        )
+    return table
+
+
+def _frame_table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for values in frame.itertuples(index=False):
+        table.add_row(*(_number(v, ".4g") if isinstance(v, float) else str(v) for v in values))
+    return table
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def pins(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
+    """Time the pin check against its limit, path validation, peers' checks and a handshake."""
+    from pinlab.bench.output import _check_suffix, write_results
+    from pinlab.bench.pins import run_pins_benchmark
+
+    with usage_errors():
+        if out is not None:
+            _check_suffix(out)  # refuse a bad name before minutes of measuring
+        with _progress() as progress:
+            task = progress.add_task("starting", total=None)
+
+            def advance(done: int, total: int, label: str) -> None:
+                progress.update(task, completed=done, total=total, description=label[:60])
+
+            report = run_pins_benchmark(quick=quick, progress=advance)
+        console.print(pins_table(report.rows))
+        machine = report.machine
+        console.print(
+            f"{machine['cpu_model']}, {machine['cpus_usable']} usable CPUs, load "
+            f"{machine['load_average']} -> {machine['load_average_after']}; Python "
+            f"{machine['python']}, cryptography {machine['cryptography']} "
+            f"({machine['cryptography_openssl']}); limit drift {machine['limit_drift']}",
+            markup=False,
+            highlight=False,
+        )
+        if out is not None:
+            console.print(f"wrote {write_results(report, out)}", markup=False, highlight=False)
+
+
+def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
+    """Time chain collection against loopback servers (pinlab.bench.collect)."""
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import _check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+
+    try:
+        module = importlib.import_module("pinlab.bench.collect")
+    except ModuleNotFoundError as error:
+        if error.name != "pinlab.bench.collect":
+            raise
+        err_console.print(
+            "pinlab: error: the collect benchmark (pinlab/bench/collect.py) is not part of "
+            "this installation yet",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
+    run = cast(Callable[..., pd.DataFrame], module.run_collect_benchmark)
+    with usage_errors():
+        if out is not None:
+            _check_suffix(out)
+        frame = run(quick=quick)
+        console.print(_frame_table(frame, "pinlab bench collect"))
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` group to the ``pinlab`` command."""
+    group = typer.Typer(
+        name="bench",
+        help="Measure what a pin check costs, against its limit and its surroundings.",
+        no_args_is_help=True,
+    )
+    group.command("pins")(pins)
+    group.command("collect")(collect)
+    app.add_typer(group)
