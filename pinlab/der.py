@@ -75,6 +75,68 @@ def _expect(element: Element, tag: int, what: str) -> Element:
 
 def spki_from_certificate(der: bytes) -> bytes:
     """Return the SubjectPublicKeyInfo TLV of a DER certificate, as encoded."""
+    if type(der) is bytes:
+        spki = _spki_fast(der)
+        if spki is not None:
+            return spki
+    return _spki_strict(der)
+
+
+def _spki_fast(der: bytes) -> bytes | None:
+    """The hot path: the same walk as :func:`_spki_strict`, inlined, for bytes input.
+
+    Every pin computation and every certificate record goes through here, and the strict
+    walk spends most of its time in calls and tuple building. This loop accepts exactly
+    what the strict walk accepts, or less (lengths over two bytes, any anomaly): on
+    ``None`` the caller runs the strict walk, which returns the same slice or raises the
+    precise error. It never raises itself, so errors stay those of the strict walk.
+    """
+    pos, limit, step = 0, len(der), 0
+    while True:
+        if pos + 2 > limit:
+            return None
+        tag = der[pos]
+        first = der[pos + 1]
+        if first < 0x80:
+            content = pos + 2
+            end = content + first
+        elif first == 0x81:
+            if pos + 3 > limit or der[pos + 2] < 0x80:
+                return None
+            content = pos + 3
+            end = content + der[pos + 2]
+        elif first == 0x82:
+            if pos + 4 > limit or der[pos + 2] == 0:
+                return None
+            content = pos + 4
+            end = content + (der[pos + 2] << 8 | der[pos + 3])
+        else:
+            return None
+        if end > limit:
+            return None
+        if step == 0:  # Certificate: a SEQUENCE filling the input exactly
+            if tag != _SEQUENCE or end != limit:
+                return None
+            pos, step = content, 1
+        elif step == 1:  # TBSCertificate
+            if tag != _SEQUENCE:
+                return None
+            pos, limit, step = content, end, 2
+        elif step == 2 and tag == _VERSION_TAG:
+            pos, step = end, 3
+        elif step <= 3:  # serialNumber
+            if tag != _INTEGER:
+                return None
+            pos, step = end, 4
+        elif step < 8:  # signature, issuer, validity, subject
+            if tag != _SEQUENCE:
+                return None
+            pos, step = end, step + 1
+        else:  # subjectPublicKeyInfo
+            return der[pos:end] if tag == _SEQUENCE else None
+
+
+def _spki_strict(der: bytes) -> bytes:
     view = memoryview(der)
     certificate = _expect(read_element(view, 0, len(der)), _SEQUENCE, "Certificate SEQUENCE")
     if certificate.end != len(der):
