@@ -34,7 +34,7 @@ from pinlab.lab.errors import LabError
 from pinlab.lab.pebble import HOST, Pebble, PebbleTLS, make_tls, require_binary
 from pinlab.lab.scenario import Host, Scenario
 from pinlab.nginx import NginxError, NginxFarm, VirtualHost
-from pinlab.tls import HandshakeError, handshake
+from pinlab.tls import Handshake, HandshakeError, handshake
 
 __all__ = [
     "LabResult",
@@ -80,14 +80,22 @@ class TruthRow:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """One handshake with a lab host: its status and the presented chain (DER)."""
+    """One handshake with a lab host, at the virtual time of its round; failures too."""
 
     host: str
+    port: int
     round: int
     observed_at: datetime
     status: str
+    """``ok`` or the :class:`~pinlab.tls.HandshakeError` status."""
     error: str | None
-    chain: tuple[bytes, ...]
+    handshake: Handshake | None
+    """The handshake (presented chain, version, cipher, timings); None when it failed."""
+
+    @property
+    def chain(self) -> tuple[bytes, ...]:
+        """The presented chain, DER, in the order sent (empty when the handshake failed)."""
+        return self.handshake.chain if self.handshake is not None else ()
 
     @property
     def leaf_sha256(self) -> str | None:
@@ -116,8 +124,8 @@ def observe(
         try:
             result = handshake(HOST, port, sni=host, timeout=10.0)
         except HandshakeError as error:
-            return Observed(host, round_, at, error.status, error.message, ())
-        return Observed(host, round_, at, "ok", None, result.chain)
+            return Observed(host, port, round_, at, error.status, error.message, None)
+        return Observed(host, port, round_, at, "ok", None, result)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(one, hosts))
@@ -157,15 +165,22 @@ def run_lab(
     out: Path,
     *,
     on_round: Callable[[int, float], None] | None = None,
+    on_observed: Callable[[Sequence[Observed]], None] | None = None,
     workdir_parent: Path | None = None,
 ) -> LabResult:
-    """Run every round of ``scenario``; write ``truth.csv`` into ``out``; clean up."""
+    """Run every round of ``scenario``; write ``truth.csv`` into ``out``; clean up.
+
+    ``on_observed`` receives each round's observations (to store them, see
+    :class:`pinlab.lab.record.LabRecorder`); ``on_round`` the round and its seconds.
+    Files are made under a temporary folder in ``workdir_parent`` (the system's default
+    when None), removed at the end whatever happens.
+    """
     preflight(scenario)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pinlab-lab-", dir=workdir_parent))
     try:
         with contextlib.ExitStack() as stack:
-            return _run(scenario, out, workdir, stack, on_round)
+            return _run(scenario, out, workdir, stack, on_round, on_observed)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -193,6 +208,7 @@ def _run(
     workdir: Path,
     stack: contextlib.ExitStack,
     on_round: Callable[[int, float], None] | None,
+    on_observed: Callable[[Sequence[Observed]], None] | None,
 ) -> LabResult:
     tls = make_tls(workdir)
     used = {g.ca for g in scenario.groups} | {
@@ -255,6 +271,8 @@ def _run(
             concurrency=scenario.concurrency,
         )  # fmt: skip
         observations.extend(seen)
+        if on_observed is not None:
+            on_observed(seen)
         expected = {row.host: row.leaf_sha256 for row in truth[-len(hosts) :]}
         mismatches.extend((o.host, round_) for o in seen if o.leaf_sha256 != expected[o.host])
         seconds.append(time.perf_counter() - started)

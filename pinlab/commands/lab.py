@@ -1,0 +1,78 @@
+"""``pinlab lab run``: the rotation lab (Pebble + lego + nginx on loopback) into the store."""
+
+from __future__ import annotations
+
+import signal
+import types
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pinlab.commands._common import console, usage_errors
+
+lab_app = typer.Typer(
+    name="lab",
+    help="Make real ACME renewals happen on loopback and record them.",
+    no_args_is_help=True,
+)
+
+
+def _terminate(signum: int, frame: types.FrameType | None) -> None:
+    # SIGTERM would end Python without running cleanup; unwind like Ctrl-C instead.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@lab_app.command("run")
+def run_command(
+    scenario: Annotated[
+        Path, typer.Argument(help="The scenario TOML (e.g. data/lab/default.toml).")
+    ],
+    db: Annotated[Path, typer.Option("--db", help="The store to record the lab's scan in.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where truth.csv goes (default: <db stem>-lab/ beside --db)."),
+    ] = None,
+) -> None:
+    """Run a lab scenario: issue, renew, reload nginx, observe each round; write truth.csv."""
+    from pinlab.lab.record import LabRecorder
+    from pinlab.lab.run import preflight, run_lab
+    from pinlab.lab.scenario import load_scenario
+    from pinlab.store import Store
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with usage_errors():
+            spec = load_scenario(scenario)
+            preflight(spec)
+            target = out if out is not None else db.parent / f"{db.stem}-lab"
+            with Store.open(db) as store:
+                recorder = LabRecorder(store, spec, source=scenario)
+                console.print(
+                    f"lab {spec.name}: {len(spec.hosts)} hosts x {spec.rounds} rounds "
+                    f"(virtual clock from {spec.start:%Y-%m-%d}, {spec.days_per_round} days/round)"
+                )
+                result = run_lab(
+                    spec,
+                    target,
+                    on_round=lambda i, s: console.print(f"round {i}: {s:.2f} s"),
+                    on_observed=recorder.round,
+                )
+                recorder.finish()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    total = sum(result.round_seconds)
+    console.print(
+        f"{len(result.observations)} observations into {db} (scan {recorder.scan.scan_id}, "
+        f"source lab); truth: {result.truth_csv}; {total:.1f} s, "
+        f"{total / len(result.round_seconds):.2f} s per round"
+    )
+    if result.mismatches:
+        shown = ", ".join(f"{host}@{round_}" for host, round_ in result.mismatches[:5])
+        console.print(f"[red]{len(result.mismatches)} observations differ from truth: {shown}")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``lab`` command group to the CLI."""
+    app.add_typer(lab_app, name="lab")

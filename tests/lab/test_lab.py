@@ -1,0 +1,341 @@
+"""The rotation lab, for real: Pebble, lego and nginx on loopback, real ACME orders.
+
+One small scenario runs once for the module (6 hosts x 4 rounds, every policy, a rollover
+and a CA switch); the tests read its truth, its observations and its store scan. Other
+tests break runs on purpose and check that nothing is left running or on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pinlab.cli import app
+from pinlab.lab import LabError, LabResult, ScenarioError, TruthRow, load_scenario, run_lab
+from pinlab.lab.record import LabRecorder
+from pinlab.lab.scenario import Policy, Scenario, parse_scenario
+from pinlab.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SMALL = """
+[lab]
+name = "small"
+rounds = 4
+days_per_round = 10
+start = 2024-06-01T00:00:00Z
+
+[[ca]]
+name = "primary"
+rollover_rounds = [2]
+
+[[ca]]
+name = "secondary"
+chain_length = 2
+
+[[group]]
+name = "fresh"
+count = 2
+policy = "fresh"
+key_type = "p256"
+
+[[group]]
+name = "reuse"
+policy = "reuse"
+key_type = "rsa2048"
+
+[[group]]
+name = "rotate"
+policy = "reuse-then-rotate"
+rotate_every = 2
+key_type = "p384"
+
+[[group]]
+name = "slow"
+policy = "reuse"
+key_type = "p256"
+renew_every = 3
+
+[[group]]
+name = "switch"
+policy = "reuse"
+key_type = "p256"
+switch_ca = { round = 3, to = "secondary" }
+"""
+
+
+def _scenario(text: str, tmp_path: Path) -> Scenario:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_scenario(path)
+
+
+def _descendants(names: tuple[str, ...] = ("pebble", "nginx", "lego")) -> dict[int, str]:
+    """Live processes below this one whose command is one the lab starts."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(entry.name)], commands[int(entry.name)] = int(fields[1]), command
+    found = {}
+    for pid, command in commands.items():
+        ancestor = parents.get(pid)
+        while ancestor is not None and ancestor != os.getpid():
+            ancestor = parents.get(ancestor)
+        if ancestor == os.getpid() and any(name in command for name in names):
+            found[pid] = command
+    return found
+
+
+def _alive(processes: dict[int, str]) -> dict[int, str]:
+    alive = {}
+    for pid, command in processes.items():
+        try:
+            now = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if now == command and state != "Z":
+            alive[pid] = command
+    return alive
+
+
+@dataclass
+class Run:
+    result: LabResult
+    workdir_parent: Path
+    processes: dict[int, str]
+    db: Path
+    scan_id: str
+
+    def rows(self, host: str) -> list[TruthRow]:
+        return sorted((r for r in self.result.truth if r.host == host), key=lambda r: r.round)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    base = tmp_path_factory.mktemp("lab")
+    scenario = _scenario(SMALL, base)
+    parent = base / "work"
+    parent.mkdir()
+    seen: dict[int, str] = {}
+    db = base / "lab.duckdb"
+    with Store.open(db) as store:
+        recorder = LabRecorder(store, scenario)
+        result = run_lab(
+            scenario,
+            base / "out",
+            on_round=lambda i, s: seen.update(_descendants()),
+            on_observed=recorder.round,
+            workdir_parent=parent,
+        )
+        recorder.finish()
+    return Run(result, parent, seen, db, recorder.scan.scan_id)
+
+
+def test_observed_leaves_equal_truth(lab_run: Run) -> None:
+    assert len(lab_run.result.truth) == 6 * 4
+    assert lab_run.result.mismatches == ()
+    truth = {(r.host, r.round): r.leaf_sha256 for r in lab_run.result.truth}
+    observed = {(o.host, o.round): o.leaf_sha256 for o in lab_run.result.observations}
+    assert all(o.status == "ok" for o in lab_run.result.observations)
+    assert observed == truth
+
+
+def test_truth_csv_holds_the_truth(lab_run: Run) -> None:
+    with lab_run.result.truth_csv.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["host"], int(r["round"]), r["leaf_sha256"]) for r in rows] == [
+        (r.host, r.round, r.leaf_sha256) for r in lab_run.result.truth
+    ]
+    assert {r["key_reused"] for r in rows if r["round"] == "0"} == {""}
+
+
+def test_reuse_keeps_the_key_fresh_changes_it(lab_run: Run) -> None:
+    for host in ("reuse-01.pinlab.test", "switch-01.pinlab.test"):
+        rows = lab_run.rows(host)
+        assert len({r.leaf_spki_sha256 for r in rows}) == 1
+        assert len({r.leaf_sha256 for r in rows}) == 4  # renewed every round
+        assert [r.key_reused for r in rows[1:]] == [True, True, True]
+    for host in ("fresh-01.pinlab.test", "fresh-02.pinlab.test"):
+        rows = lab_run.rows(host)
+        assert len({r.leaf_spki_sha256 for r in rows}) == 4
+        assert [r.key_reused for r in rows[1:]] == [False, False, False]
+
+
+def test_reuse_then_rotate_rotates_every_second_renewal(lab_run: Run) -> None:
+    rows = lab_run.rows("rotate-01.pinlab.test")
+    assert [r.key_reused for r in rows[1:]] == [True, False, True]
+    assert [r.key_type for r in rows] == ["P-384"] * 4
+
+
+def test_key_types_follow_the_scenario(lab_run: Run) -> None:
+    assert {r.key_type for r in lab_run.rows("reuse-01.pinlab.test")} == {"RSA-2048"}
+    assert {r.key_type for r in lab_run.rows("fresh-01.pinlab.test")} == {"P-256"}
+
+
+def test_rollover_changes_issuer_and_its_key(lab_run: Run) -> None:
+    for host in ("fresh-01.pinlab.test", "reuse-01.pinlab.test", "rotate-01.pinlab.test"):
+        before, at = lab_run.rows(host)[1:3]
+        assert at.ca_event == "rollover"
+        assert at.ca_epoch == before.ca_epoch + 1
+        assert at.issuer_changed
+        assert at.issuer_key_changed
+        assert at.root_changed
+        assert at.issuer_spki_sha256 != before.issuer_spki_sha256
+        assert at.root_sha256 != before.root_sha256
+
+
+def test_a_host_not_due_keeps_its_old_chain_through_the_rollover(lab_run: Run) -> None:
+    rows = lab_run.rows("slow-01.pinlab.test")
+    assert [r.renewed for r in rows] == [True, False, False, True]
+    assert rows[2].leaf_sha256 == rows[0].leaf_sha256
+    assert rows[2].ca_epoch == 0
+    assert rows[3].ca_event == "rollover"
+    assert rows[3].key_reused
+
+
+def test_switching_ca_changes_issuer(lab_run: Run) -> None:
+    rows = lab_run.rows("switch-01.pinlab.test")
+    assert [r.ca for r in rows] == ["primary"] * 3 + ["secondary"]
+    assert rows[3].ca_event == "switch"
+    assert rows[3].issuer_changed
+    assert rows[3].issuer_key_changed
+    assert rows[3].root_changed
+    assert rows[3].chain_length == 3  # the secondary CA has two intermediates
+
+
+def test_store_holds_a_lab_scan_on_the_virtual_clock(lab_run: Run) -> None:
+    with Store.open(lab_run.db, read_only=True) as store:
+        scans = store.scans_df()
+        observations = store.observations_df(lab_run.scan_id)
+    assert list(scans["source"]) == ["lab"]
+    days = sorted({t.isoformat()[:10] for t in observations["observed_at"]})
+    assert days == ["2024-06-01", "2024-06-11", "2024-06-21", "2024-07-01"]
+    stored = {
+        (row.host, row.observed_at.isoformat()[:10]): row.chain[0]
+        for row in observations.itertuples()
+    }
+    truth = {(r.host, r.observed_at.isoformat()[:10]): r.leaf_sha256 for r in lab_run.result.truth}
+    assert stored == truth
+
+
+def test_nothing_left_after_a_normal_run(lab_run: Run) -> None:
+    assert any("pebble" in c for c in lab_run.processes.values())
+    assert any("nginx" in c for c in lab_run.processes.values())
+    assert _alive(lab_run.processes) == {}
+    assert list(lab_run.workdir_parent.iterdir()) == []
+    prefixes = {c.split(" -p ")[1].split()[0] for c in lab_run.processes.values() if " -p " in c}
+    assert prefixes
+    assert not any(Path(p).exists() for p in prefixes)
+
+
+TINY = """
+[lab]
+rounds = 3
+[[ca]]
+name = "primary"
+rollover_rounds = [1]
+[[group]]
+name = "a"
+policy = "reuse"
+count = 2
+"""
+
+
+def test_nothing_left_after_an_error(tmp_path: Path) -> None:
+    scenario = _scenario(TINY, tmp_path)
+    seen: dict[int, str] = {}
+
+    def fail_at_round_1(round_: int, seconds: float) -> None:
+        seen.update(_descendants())
+        if round_ == 1:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_lab(scenario, tmp_path / "out", on_round=fail_at_round_1, workdir_parent=tmp_path)
+    assert any("pebble" in c for c in seen.values())
+    assert _alive(seen) == {}
+    assert not any(p.name.startswith("pinlab-lab-") for p in tmp_path.iterdir())
+
+
+def test_a_missing_binary_fails_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = _scenario(TINY, tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(LabError, match="'pebble' not found"):
+        run_lab(scenario, tmp_path / "out", workdir_parent=tmp_path)
+    assert not (tmp_path / "out").exists()
+    assert _descendants() == {}
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def test_default_scenario_parses() -> None:
+    scenario = load_scenario(ROOT / "data" / "lab" / "default.toml")
+    policies = {g.policy for g in scenario.groups}
+    assert policies == set(Policy)
+    assert any(ca.rollover_rounds for ca in scenario.cas)
+    assert any(g.switch is not None for g in scenario.groups)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"policy": "frsh"}, "key 'policy': unknown policy 'frsh'"),
+        ({"key_type": "rsa1024"}, "key 'key_type': unknown key type"),
+        ({"policy": "reuse-then-rotate"}, "key 'rotate_every': required"),
+        ({"count": 0}, "key 'count': must be at least 1"),
+        ({"colour": "red"}, "unknown key(s) colour"),
+        ({"ca": "nowhere"}, "key 'ca': no [[ca]] named 'nowhere'"),
+        ({"switch_ca": {"round": 9, "to": "primary"}}, "key 'switch_ca': round 9"),
+    ],
+)
+def test_bad_groups_name_the_key(patch: dict[str, object], message: str) -> None:
+    group = {"name": "g", "policy": "fresh", **patch}
+    data = {"lab": {"rounds": 3}, "group": [group]}
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(data, source="s.toml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("s.toml: [[group]] #1")
+
+
+def test_a_rollover_after_the_last_round_is_refused() -> None:
+    data = {
+        "lab": {"rounds": 3},
+        "ca": [{"name": "primary", "rollover_rounds": [3]}],
+        "group": [{"name": "g", "policy": "fresh"}],
+    }
+    with pytest.raises(ScenarioError, match=r"rollover_rounds': round 3 is outside 1\.\.2"):
+        parse_scenario(data, source="s.toml")
+
+
+def test_reuse_then_rotate_policy() -> None:
+    reuse = [Policy.REUSE_THEN_ROTATE.reuses_key(n, 3) for n in range(1, 7)]
+    assert reuse == [True, True, False, True, True, False]
+    assert not Policy.FRESH.reuses_key(1, None)
+    assert Policy.REUSE.reuses_key(5, None)
+
+
+def test_cli_refuses_a_bad_scenario_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[lab]\nrounds = 2\n[[group]]\nname = "g"\npolicy = "sometimes"\n')
+    result = CliRunner().invoke(app, ["lab", "run", str(bad), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2
+    assert "unknown policy 'sometimes'" in result.output
+    assert not (tmp_path / "x.db").exists()
