@@ -1,0 +1,243 @@
+"""``pinlab collect``, ``export``, ``import``, ``import-pem``: fill the store and move it around.
+
+The progress bar and the summary table live here; the collector only reports committed
+observations to an observer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from pinlab.collect import CollectOptions, CollectSummary, collect
+from pinlab.commands._common import console, err_console, trust_store, usage_errors
+from pinlab.errors import TargetError
+from pinlab.records import Observation, Scan, Status
+from pinlab.store import Store, pinlab_version
+from pinlab.targets import count_target_lines, iter_targets
+
+DEFAULT_DB = Path("data/pinlab.duckdb")
+_MAX_REPORTED_BAD_LINES = 20
+
+DbOption = Annotated[Path, typer.Option("--db", help="The store (DuckDB file).")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Progress:
+    """Observer of committed observations that drives a rich progress bar."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress, self.task = progress, task
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+
+    def __call__(self, observation: Observation) -> None:
+        with self.lock:
+            self.counts["ok" if observation.status == Status.OK else "failed"] += 1
+            elapsed = max(time.monotonic() - self.started, 1e-6)
+            self.progress.update(
+                self.task,
+                advance=1,
+                ok=self.counts["ok"],
+                failed=self.counts["failed"],
+                rate=f"{self.counts.total() / elapsed:.0f} handshakes/s",
+            )
+
+
+def collect_command(
+    targets: Annotated[Path, typer.Argument(help="Target file: host, host:port, ip,sni[,port].")],
+    db: DbOption = DEFAULT_DB,
+    concurrency: Annotated[int, typer.Option(min=1, help="Handshakes in flight.")] = 100,
+    per_ip: Annotated[int, typer.Option("--per-ip", min=1, help="Connections per IP.")] = 2,
+    rate: Annotated[float | None, typer.Option(help="Max handshakes per second.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds for connect + handshake.")] = 10.0,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Default port.")] = 443,
+    label: Annotated[str | None, typer.Option(help="Free text stored with the scan.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the unfinished scan of TARGETS.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on the first bad target line.")] = False,
+    no_sni: Annotated[bool, typer.Option("--no-sni", help="Send no SNI.")] = False,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="Trust anchors (PEM) for validation.")
+    ] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries on timeout/reset.")] = 1,
+) -> None:
+    """Collect the certificate chains of every target into the store (a new scan)."""
+    with usage_errors():
+        source = targets.resolve()
+        total = count_target_lines(source)  # also proves the file is readable
+        if strict:  # fail before the first handshake, not half-way
+            for _ in iter_targets(source, strict=True, default_port=port, sni=not no_sni):
+                pass
+        anchors = trust_store(ca_file)
+        options = CollectOptions(
+            concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries
+        )
+        with Store.open(db) as store:
+            scan, skip = _scan(store, source, options, anchors.name, label, resume, no_sni)
+            bad_lines = 0
+
+            def report(error: TargetError) -> None:
+                nonlocal bad_lines
+                bad_lines += 1
+                if bad_lines <= _MAX_REPORTED_BAD_LINES:
+                    err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
+
+            columns = (
+                TextColumn("[bold]collect"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("[green]{task.fields[ok]} ok [red]{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=err_console, transient=False) as progress:
+                task = progress.add_task(
+                    "collect", total=max(total - len(skip), 0), ok=0, failed=0, rate=""
+                )
+                observer = _Progress(progress, task)
+                try:
+                    summary = collect(
+                        iter_targets(source, on_error=report, default_port=port, sni=not no_sni),
+                        store,
+                        scan,
+                        clock=_now,
+                        options=options,
+                        trust_store=anchors,
+                        skip=skip,
+                        observer=observer,
+                    )
+                except KeyboardInterrupt:
+                    err_console.print("pinlab: interrupted; continue with --resume")
+                    raise typer.Exit(130) from None
+                progress.update(task, total=summary.observations)
+        if bad_lines > _MAX_REPORTED_BAD_LINES:
+            err_console.print(f"pinlab: {bad_lines} bad target lines in all")
+        _print_summary(summary, bad_lines)
+
+
+def _scan(
+    store: Store,
+    source: Path,
+    options: CollectOptions,
+    anchors: str,
+    label: str | None,
+    resume: bool,
+    no_sni: bool,
+) -> tuple[Scan, set[tuple[object, ...]]]:
+    if resume:
+        previous = store.unfinished_scan(str(source))
+        if previous is not None:
+            done: set[tuple[object, ...]] = set(store.done_keys(previous.scan_id))
+            err_console.print(
+                f"pinlab: resuming scan {previous.scan_id} ({len(done)} targets already done)"
+            )
+            return previous, done
+        err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
+    parameters = {
+        "concurrency": options.concurrency,
+        "per_ip": options.per_ip,
+        "rate": options.rate,
+        "timeout": options.timeout,
+        "retries": options.retries,
+        "sni": not no_sni,
+        "trust_store": anchors,
+    }
+    scan = Scan(
+        scan_id=uuid.uuid4().hex,
+        source="scan",
+        label=label,
+        targets=str(source),
+        parameters=json.dumps(parameters, sort_keys=True),
+        started_at=_now(),
+        finished_at=None,
+        pinlab_version=pinlab_version(),
+    )
+    store.add_scan(scan)
+    return scan, set()
+
+
+def _print_summary(summary: CollectSummary, bad_lines: int) -> None:
+    table = Table(title=f"scan {summary.scan.scan_id}", show_header=True)
+    table.add_column("status")
+    table.add_column("observations", justify="right")
+    for status, count in summary.statuses.most_common():
+        table.add_row(status, str(count))
+    table.add_section()
+    table.add_row("total", str(summary.observations))
+    table.add_row("skipped (already done)", str(summary.skipped))
+    table.add_row("bad target lines", str(bad_lines))
+    table.add_row("distinct certificates", str(summary.distinct_certificates))
+    table.add_row("handshake attempts", str(summary.handshakes))
+    table.add_row("elapsed (s)", f"{summary.elapsed:.1f}")
+    table.add_row("targets/s", f"{summary.per_second:.0f}")
+    console.print(table)
+
+
+def export_command(
+    directory: Annotated[Path, typer.Argument(help="Directory to write the Parquet dataset in.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write the store as a Parquet dataset (one folder per table)."""
+    with usage_errors(), Store.open(db, read_only=True) as store:
+        counts = store.export_parquet(directory)
+    console.print(f"exported {_counts(counts)} to {directory}")
+
+
+def import_command(
+    directory: Annotated[Path, typer.Argument(help="A dataset written by pinlab export.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Add a Parquet dataset to the store (scans already present are skipped)."""
+    with usage_errors(), Store.open(db) as store:
+        added = store.import_parquet(directory)
+    console.print(f"imported {_counts(added)} from {directory}")
+
+
+def import_pem_command(
+    manifest: Annotated[Path, typer.Argument(help="CSV: host, observed_at, chain_file, ...")],
+    db: DbOption = DEFAULT_DB,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="Trust anchors (PEM) for validation.")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Free text stored with the scan.")] = None,
+) -> None:
+    """Import PEM chain dumps listed by a manifest as one scan (source ``import``)."""
+    with usage_errors():
+        anchors = trust_store(ca_file)
+        with Store.open(db) as store:
+            scan = store.import_pem(manifest, now=_now(), trust_store=anchors, label=label)
+            count = len(store.observations_df(scan.scan_id))
+    console.print(f"imported {count} observations from {manifest} as scan {scan.scan_id}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {table}" for table, count in counts.items())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the collection and store commands."""
+    app.command("collect")(collect_command)
+    app.command("export")(export_command)
+    app.command("import")(import_command)
+    app.command("import-pem")(import_pem_command)
