@@ -18,12 +18,13 @@ import pandas as pd
 from pinlab.bench.pins import BenchReport
 from pinlab.errors import PinlabError
 
-__all__ = ["SUFFIXES", "read_results", "write_results"]
+__all__ = ["SUFFIXES", "check_suffix", "read_results", "write_results"]
 
 SUFFIXES = (".json", ".csv")
 
 
-def _check_suffix(path: Path) -> str:
+def check_suffix(path: Path) -> str:
+    """The lower-case suffix of ``path`` if pinlab can write it; else a usage error."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise PinlabError(f"--out {path}: use a .json or .csv file name")
@@ -41,7 +42,7 @@ def _plain(value: Any) -> Any:
 def write_results(report: BenchReport, path: str | Path) -> Path:
     """Write ``report`` to ``path`` (``.json`` or ``.csv``); return the path."""
     target = Path(path)
-    suffix = _check_suffix(target)
+    suffix = check_suffix(target)
     if suffix == ".json":
         rows = [
             {key: _plain(value) for key, value in record.items()}
@@ -74,7 +75,7 @@ def _unjson(value: Any) -> Any:
 def read_results(path: str | Path) -> BenchReport:
     """Read a file written by :func:`write_results`."""
     source = Path(path)
-    if _check_suffix(source) == ".json":
+    if check_suffix(source) == ".json":
         document = json.loads(source.read_text(encoding="utf-8"))
         return BenchReport(pd.DataFrame.from_records(document["rows"]), document["machine"])
     frame = pd.read_csv(source)

@@ -97,12 +97,12 @@ def _progress() -> Progress:
 
 def pins(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
     """Time the pin check against its limit, path validation, peers' checks and a handshake."""
-    from pinlab.bench.output import _check_suffix, write_results
+    from pinlab.bench.output import check_suffix, write_results
     from pinlab.bench.pins import run_pins_benchmark
 
     with usage_errors():
         if out is not None:
-            _check_suffix(out)  # refuse a bad name before minutes of measuring
+            check_suffix(out)  # refuse a bad name before minutes of measuring
         with _progress() as progress:
             task = progress.add_task("starting", total=None)
 
@@ -127,7 +127,7 @@ def pins(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT]
 def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
     """Time chain collection against loopback servers (pinlab.bench.collect)."""
     from pinlab.bench.machine import describe_machine
-    from pinlab.bench.output import _check_suffix, write_results
+    from pinlab.bench.output import check_suffix, write_results
     from pinlab.bench.pins import BenchReport
 
     try:
@@ -145,7 +145,7 @@ def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, O
     run = cast(Callable[..., pd.DataFrame], module.run_collect_benchmark)
     with usage_errors():
         if out is not None:
-            _check_suffix(out)
+            check_suffix(out)
         frame = run(quick=quick)
         console.print(_frame_table(frame, "pinlab bench collect"))
         if out is not None:
