@@ -35,7 +35,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pinlab.certs import Certificate
 
-__all__ = ["CA", "DEFAULT_NOT_AFTER", "DEFAULT_NOT_BEFORE", "KeyType", "Leaf", "write_pem"]
+__all__ = [
+    "CA",
+    "DEFAULT_NOT_AFTER",
+    "DEFAULT_NOT_BEFORE",
+    "KeyType",
+    "Leaf",
+    "PrivateKey",
+    "pem_of",
+    "pooled_key",
+    "write_pem",
+]
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
