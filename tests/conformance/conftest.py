@@ -123,6 +123,30 @@ def check(pki: Pki) -> Check:
 Pinlab = Callable[..., Run]
 
 
+def invoke_pinlab(*args: str) -> Run:
+    """Run the CLI in this process (typer's CliRunner): for the many usage-error cases,
+    where a subprocess per case would cost more than the check itself. An exception that
+    escapes the command is reported as a traceback, as the real script would print it."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from pinlab.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        exc = result.exception
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(exc))
+    return Run(tuple(args), result.exit_code, result.stdout, stderr)
+
+
+@pytest.fixture(scope="session")
+def pinlab_in_process() -> Pinlab:
+    """``pinlab_in_process(*args)``: see :func:`invoke_pinlab`."""
+    return invoke_pinlab
+
+
 @pytest.fixture(scope="session")
 def pinlab() -> Pinlab:
     """``pinlab(*args)``: run the console script (see :func:`run_pinlab`)."""

@@ -256,8 +256,13 @@ _GOOD = base64.b64encode(hashlib.sha256(b"x").digest()).decode()
         pytest.param("ab" * 31, id="short-hex"),
     ],
 )
-def test_malformed_pin_is_a_usage_error(pin: str, genuine_port: int, check: Check) -> None:
-    run = check(genuine_port, pin)
+def test_malformed_pin_is_a_usage_error(
+    pin: str, pki: Pki, genuine_port: int, pinlab_in_process: Pinlab
+) -> None:
+    run = pinlab_in_process(
+        "check", f"127.0.0.1:{genuine_port}", "--sni", HOSTNAME, "--at", AT,
+        "--ca-file", str(pki.ca_file), "--pin", pin,
+    )  # fmt: skip
     assert_exit(run, USAGE)
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1, str(run)
@@ -275,8 +280,23 @@ def test_malformed_pin_is_a_usage_error(pin: str, genuine_port: int, check: Chec
         pytest.param("bad\thost", id="hostname-with-tab"),
     ],
 )
-def test_bad_target_is_a_usage_error(target: str, pki: Pki, pinlab: Pinlab) -> None:
-    run = pinlab("check", target, "--pin", pki.root.pin, "--at", AT)
+def test_bad_target_is_a_usage_error(target: str, pki: Pki, pinlab_in_process: Pinlab) -> None:
+    run = pinlab_in_process("check", target, "--pin", pki.root.pin, "--at", AT)
+    assert_exit(run, USAGE)
+    assert len(run.stderr.strip().splitlines()) == 1, str(run)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("127.0.0.1:443", "--pin", "sha256/short="), id="malformed-pin"),
+        pytest.param(("127.0.0.1:99999", "--pin", UNRELATED_PIN), id="port-out-of-range"),
+        pytest.param(("bad host:443", "--pin", UNRELATED_PIN), id="hostname-with-space"),
+    ],
+)
+def test_usage_errors_through_the_real_script(args: tuple[str, ...], pinlab: Pinlab) -> None:
+    """The same, through the console script: exit status 2, one line, no traceback."""
+    run = pinlab("check", *args)
     assert_exit(run, USAGE)
     assert len(run.stderr.strip().splitlines()) == 1, str(run)
 

@@ -349,15 +349,24 @@ _LEAF = CA.root("CLI Seed").issue_leaf("cli.example")
     ],
 )
 def test_cli_malformed_file_is_one_line_exit_2(
-    content: bytes, tmp_path: Path, pinlab: Pinlab
+    content: bytes, tmp_path: Path, pinlab_in_process: Pinlab
 ) -> None:
     path = tmp_path / "input.pem"
     path.write_bytes(content)
-    run = pinlab("pins", str(path), "--at", "2030-01-01T00:00:00Z")
+    run = pinlab_in_process("pins", str(path), "--at", "2030-01-01T00:00:00Z")
     assert run.returncode == 2, str(run)
     assert "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, str(run)
     assert str(path) in run.stderr
+
+
+def test_truncated_der_through_the_real_script(tmp_path: Path, pinlab: Pinlab) -> None:
+    path = tmp_path / "truncated.der"
+    path.write_bytes(_LEAF.der[:-10])
+    run = pinlab("pins", str(path))
+    assert run.returncode == 2, str(run)
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, str(run)
 
 
 @pytest.mark.xfail(strict=True, reason=_LEAK_REASON)
