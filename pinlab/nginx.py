@@ -49,6 +49,8 @@ class VirtualHost:
     chain_pem: bytes
     """The leaf then the certificates sent after it, in order (nginx sends them as given)."""
     key_pem: bytes
+    aliases: tuple[str, ...] = ()
+    """More ``server_name`` entries for the same certificate (``*.a.test`` wildcards too)."""
 
 
 def _free_port() -> int:
@@ -232,7 +234,7 @@ class NginxFarm:
             default = " default_server" if index == 0 else ""
             servers.append(
                 f"  server {{\n    listen {HOST}:{self.port} ssl{default};\n"
-                f"    server_name {host.server_name};\n"
+                f"    server_name {' '.join((host.server_name, *host.aliases))};\n"
                 f"    ssl_certificate {chain};\n    ssl_certificate_key {key};\n"
                 f'    location / {{ return 200 "{host.server_name}\\n"; }}\n  }}\n'
             )

@@ -1,0 +1,259 @@
+"""How fast ``pinlab collect`` gathers chains, against the Python and C limits, in one run.
+
+One nginx (2 workers) serves ``hosts`` SNI virtual hosts (P-256 and RSA-2048 leaves, each
+with its intermediate) on loopback. Against it, in turn:
+
+- ``pinlab collect``: :func:`pinlab.collect.collect` into a fresh store, everything
+  included (parsing, path validation against the test root, batched DuckDB writes);
+- ``bare threads``: the Python limit the issue names, a pool of threads with blocking
+  sockets (:func:`pinlab.tls.handshake`) that only captures the chain;
+- ``bare asyncio``: the same loop on asyncio and memory BIOs (the collector's model);
+- ``openssl s_time``: the C reference, one process per core, each one handshake at a time
+  (``-new``; OpenSSL 3.0's s_time sends no SNI, so it gets the default host).
+
+Targets are distinct ``ip,sni`` lines (``t17.h3.bench.test`` matches host 3's wildcard),
+so every handshake is a real SNI lookup and a full handshake (no session resumption).
+Client CPU is this process's user+system time (``s_time``: its children's), per handshake.
+Every client runs twice, interleaved, and its faster run is kept (the machine is shared).
+Finally a 1,000,000-line target file (100,000 in quick mode) is streamed through the
+target parser in a child process, whose peak RSS is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from OpenSSL import SSL
+
+from pinlab.collect import CollectOptions, collect
+from pinlab.nginx import NginxFarm, VirtualHost
+from pinlab.pki import CA, KeyType, pooled_key
+from pinlab.records import Scan
+from pinlab.store import Store
+from pinlab.targets import Target
+from pinlab.tls import client_context, handshake
+from pinlab.verify import TrustStore
+
+__all__ = ["run_collect_benchmark", "streaming_peak_rss_mb"]
+
+CONCURRENCY = 50
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _farm_hosts(count: int) -> tuple[CA, list[VirtualHost]]:
+    root = CA.root("Bench Root")
+    intermediate = root.child_ca("Bench Intermediate")
+    hosts = []
+    for index in range(count):
+        name = f"h{index}.bench.test"
+        if index % 2:
+            key = pooled_key(KeyType.RSA2048, index % 16)
+            leaf = intermediate.issue_leaf(name, f"*.{name}", key=key)
+        else:
+            leaf = intermediate.issue_leaf(name, f"*.{name}", key_type=KeyType.P256)
+        chain = leaf.cert_pem + intermediate.cert_pem
+        hosts.append(VirtualHost(name, chain, leaf.key_pem, aliases=(f"*.{name}",)))
+    return root, hosts
+
+
+def _targets(count: int, hosts: int, port: int) -> list[Target]:
+    names = [f"t{j}.h{j % hosts}.bench.test" for j in range(count)]
+    return [Target(name, port, name, "127.0.0.1") for name in names]
+
+
+def _pinlab(targets: list[Target], root: CA, directory: Path) -> int:
+    store = Store.open(directory / f"{uuid.uuid4().hex}.duckdb")
+    now = datetime.now(UTC)
+    scan = Scan(uuid.uuid4().hex, "scan", "bench", None, "{}", now, None, "bench")
+    store.add_scan(scan)
+    options = CollectOptions(concurrency=CONCURRENCY, per_ip=CONCURRENCY, timeout=10, retries=0)
+    trust = TrustStore.from_certificates([root.record], name="bench root")
+    summary = collect(
+        targets, store, scan, clock=lambda: datetime.now(UTC), options=options, trust_store=trust
+    )
+    store.close()
+    if summary.statuses.get("ok", 0) != len(targets):
+        raise RuntimeError(f"pinlab collect failed some handshakes: {dict(summary.statuses)}")
+    return summary.observations
+
+
+def _bare_threads(targets: list[Target]) -> int:
+    context = client_context()
+
+    def one(target: Target) -> int:
+        return len(handshake("127.0.0.1", target.port, sni=target.sni, context=context).chain)
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        return sum(1 for _ in pool.map(one, targets))
+
+
+async def _one_asyncio(context: SSL.Context, target: Target) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    try:
+        connection = SSL.Connection(context, None)
+        connection.set_tlsext_host_name((target.sni or "").encode("ascii"))
+        connection.set_connect_state()
+        while True:
+            try:
+                connection.do_handshake()
+                break
+            except SSL.WantReadError:
+                pass
+            with contextlib.suppress(SSL.WantReadError):
+                writer.write(connection.bio_read(65536))
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionResetError("closed during handshake")
+            connection.bio_write(data)
+        return len(connection.get_peer_cert_chain() or ())
+    finally:
+        writer.close()
+
+
+def _bare_asyncio(targets: list[Target]) -> int:
+    async def main() -> int:
+        context = client_context()
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def bounded(target: Target) -> int:
+            async with slots:
+                return await _one_asyncio(context, target)
+
+        return len(await asyncio.gather(*(bounded(target) for target in targets)))
+
+    return asyncio.run(main())
+
+
+def _s_time(port: int, seconds: int, processes: int) -> tuple[int, float, float]:
+    """(handshakes, wall seconds, children CPU seconds) of parallel ``openssl s_time``."""
+    command = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new"]
+    command += ["-time", str(seconds)]
+    cpu, started = _children_cpu(), time.perf_counter()
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(processes)
+    ]
+    outputs = [run.communicate()[0] for run in runs]
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    total = 0
+    for output in outputs:
+        match = re.search(r"(\d+) connections in [\d.]+s", output)
+        if match is None:
+            raise RuntimeError(f"openssl s_time printed no result: {output[-300:]}")
+        total += int(match.group(1))
+    return total, wall, cpu
+
+
+def streaming_peak_rss_mb(lines: int) -> float:
+    """Peak RSS (MB) of a child process streaming a ``lines``-line target file."""
+    with tempfile.TemporaryDirectory(prefix="pinlab-bench-") as directory:
+        path = Path(directory) / "targets.txt"
+        with path.open("w") as handle:
+            for index in range(lines):
+                handle.write(f"host{index}.example{index % 97}.com:{443 + index % 3}\n")
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
+        script = (
+            "import re, sys\n"
+            "from pinlab.targets import iter_targets\n"
+            "n = sum(1 for _ in iter_targets(sys.argv[1]))\n"
+            "assert n == int(sys.argv[2]), n\n"
+            "status = open('/proc/self/status').read()\n"
+            "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(path), str(lines)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return int(result.stdout.strip()) / 1024
+
+
+def run_collect_benchmark(*, hosts: int = 200, quick: bool = False) -> pd.DataFrame:
+    """Measure pinlab collect, the bare loops and ``openssl s_time``; one row per client.
+
+    Columns: ``client``, ``handshakes``, ``seconds``, ``handshakes_per_s``,
+    ``cpu_ms_per_handshake``, ``vs_bare_threads`` (throughput ratio), ``cpu_vs_bare_threads``
+    and, on the streaming row, ``peak_rss_mb``.
+    """
+    count = 400 if quick else 12_000
+    if quick:
+        hosts = min(hosts, 20)
+    root, virtual_hosts = _farm_hosts(hosts)
+    rows: dict[str, dict[str, float | str]] = {}
+
+    def keep(row: dict[str, float | str]) -> None:
+        name = str(row["client"])
+        if name not in rows or float(row["handshakes_per_s"]) > float(
+            rows[name]["handshakes_per_s"]
+        ):
+            rows[name] = row
+
+    with NginxFarm(virtual_hosts, workers=2) as farm, tempfile.TemporaryDirectory() as scratch:
+        targets = _targets(count, hosts, farm.port)
+        _bare_threads(targets[: min(200, count)])  # warm up nginx and the client
+        clients: dict[str, Callable[[], int]] = {
+            "pinlab collect": lambda: _pinlab(targets, root, Path(scratch)),
+            "bare threads (tls.handshake)": lambda: _bare_threads(targets),
+            "bare asyncio (memory BIOs)": lambda: _bare_asyncio(targets),
+        }
+        for _ in range(1 if quick else 2):
+            for name, client in clients.items():
+                cpu, started = _cpu(), time.perf_counter()
+                done = client()
+                wall, used = time.perf_counter() - started, _cpu() - cpu
+                keep(_row(name, done, wall, used))
+            done, wall, used = _s_time(farm.port, 2 if quick else 10, 2)
+            keep(_row("openssl s_time (C, 2 processes)", done, wall, used))
+    frame = pd.DataFrame(list(rows.values()))
+    bare = frame.loc[frame["client"].str.startswith("bare threads")].iloc[0]
+    frame["vs_bare_threads"] = frame["handshakes_per_s"] / bare["handshakes_per_s"]
+    frame["cpu_vs_bare_threads"] = frame["cpu_ms_per_handshake"] / bare["cpu_ms_per_handshake"]
+    lines = 100_000 if quick else 1_000_000
+    memory = pd.DataFrame(
+        [
+            {
+                "client": f"stream {lines:,} target lines (parse + dedupe)",
+                "handshakes": lines,
+                "peak_rss_mb": streaming_peak_rss_mb(lines),
+            }
+        ]
+    )
+    return pd.concat([frame, memory], ignore_index=True)
+
+
+def _row(name: str, done: int, wall: float, cpu: float) -> dict[str, float | str]:
+    return {
+        "client": name,
+        "handshakes": done,
+        "seconds": round(wall, 3),
+        "handshakes_per_s": done / wall,
+        "cpu_ms_per_handshake": cpu / done * 1000,
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover - manual runs
+    pd.set_option("display.width", 200)
+    print(run_collect_benchmark(quick="--quick" in sys.argv))
