@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from pinlab import history
+from pinlab.frames import frames_from_chains
 from pinlab.pki import CA, KeyType, Leaf
-from pinlab.records import CertificateRow
 from pinlab.store import Store
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -90,23 +90,10 @@ def _leaf(issuer: CA, index: int, *, key_type: KeyType = KeyType.P256) -> Leaf:
 
 def _frames(issuer: CA, served: Sequence[tuple[int, Leaf]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observations of a.test: (day, leaf) pairs; the chain is leaf + intermediate."""
-    observations = pd.DataFrame(
-        {
-            "host": "a.test",
-            "port": 443,
-            "sni": "a.test",
-            "observed_at": [T0 + timedelta(days=day) for day, _ in served],
-            "status": "ok",
-            "chain": [[leaf.record.sha256, issuer.record.sha256] for _, leaf in served],
-        }
+    return frames_from_chains(
+        ("a.test", 443, "a.test", T0 + timedelta(days=day), [leaf.record, issuer.record])
+        for day, leaf in served
     )
-    certificates = {issuer.record.sha256: CertificateRow.from_certificate(issuer.record)}
-    for _, leaf in served:
-        certificates[leaf.record.sha256] = CertificateRow.from_certificate(leaf.record)
-    frame = pd.DataFrame(
-        [{f: getattr(row, f) for f in row.__slots__} for row in certificates.values()]
-    )
-    return observations, frame
 
 
 def test_flapping_back_is_not_a_renewal(issuer: CA) -> None:

@@ -1,0 +1,281 @@
+"""Replaying history: when would each pinning strategy have broken the app?
+
+For every host and every pin time, a strategy (see :mod:`pinlab.strategies`) derives what
+the app pins from the chain observed then; the replay walks forward through the host's later
+observations and stops at the first chain the pins reject (``broken_at``), or runs to the end
+of the data (censored). Under **verified** semantics each chain is first validated as a
+client of that moment would have (at the observation's time, against the trust store of that
+time); an observation whose chain fails validation would fail whatever the pins, so it
+neither breaks nor confirms a pin and is skipped. Under **presented** semantics the chain as
+the server sent it is used.
+
+:class:`PinSurvival` turns a replay into Kaplan-Meier curves per strategy (lifelines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+
+from pinlab.certs import Certificate
+from pinlab.errors import MalformedCertificateError
+from pinlab.history import leaf_sightings
+from pinlab.pins import Semantics
+from pinlab.strategies import STRATEGIES, CaCatalog, ObservedChain, strategy
+from pinlab.verify import TrustStore, verify_chain
+
+__all__ = ["REPLAY_COLUMNS", "PinSurvival", "observed_chains", "replay"]
+
+REPLAY_COLUMNS = [
+    "host", "port", "sni", "lineage", "strategy", "semantics", "pinned_at", "broken_at",
+    "days_survived", "broken", "pinned_leaf", "checks", "legacy",
+]  # fmt: skip
+SHA1_ERA_END = datetime.fromisoformat("2017-01-01T00:00:00+00:00")
+
+TrustStores = TrustStore | Callable[[datetime], TrustStore]
+
+
+def observed_chains(
+    observations: pd.DataFrame,
+    certificates: pd.DataFrame,
+    *,
+    trust_stores: TrustStores,
+) -> list[ObservedChain]:
+    """The ok observations of a store as :class:`ObservedChain`, validated at their time.
+
+    ``trust_stores`` is one store, or a function giving the store in force at a time
+    (:func:`pinlab.truststores.TrustStoreHistory.at`).
+    """
+    store_at = trust_stores if callable(trust_stores) else (lambda _at: trust_stores)
+    parsed = _parse_certificates(certificates)
+    sightings = leaf_sightings(observations, certificates)
+    lineages = {
+        (host, port, sni, leaf): lineage
+        for host, port, sni, leaf, lineage in zip(
+            sightings["host"], sightings["port"], sightings["sni"], sightings["leaf"],
+            sightings["lineage"], strict=True,
+        )
+    }  # fmt: skip
+    chains: list[ObservedChain] = []
+    ok = observations[observations["status"] == "ok"]
+    for row in ok.to_dict("records"):
+        digests = list(row["chain"]) if row["chain"] is not None else []
+        if not digests or any(d not in parsed for d in digests):
+            continue
+        presented = tuple(parsed[d] for d in digests)
+        at = pd.Timestamp(row["observed_at"]).to_pydatetime()
+        sni = row["sni"] if isinstance(row["sni"], str) else ""
+        store = store_at(at)
+        verification = verify_chain(
+            presented, hostname=sni or row["host"], at=at, trust_store=store
+        )
+        verified, legacy = verification.path or None, False
+        if verified is None and at < SHA1_ERA_END and _uses_sha1(presented):
+            verified = _legacy_path(presented, store, at)
+            legacy = verified is not None
+        lineage = lineages.get((row["host"], row["port"], sni, digests[0]), "")
+        chains.append(
+            ObservedChain(
+                row["host"], int(row["port"]), sni, at, presented, verified, legacy, lineage
+            )
+        )
+    return sorted(chains, key=lambda c: (c.host, c.port, c.sni, c.lineage, c.observed_at))
+
+
+def _parse_certificates(certificates: pd.DataFrame) -> dict[str, Certificate]:
+    parsed: dict[str, Certificate] = {}
+    for digest, der in zip(certificates["sha256"], certificates["der"], strict=True):
+        try:
+            parsed[str(digest)] = Certificate.from_der(bytes(der))
+        except MalformedCertificateError:
+            continue
+    return parsed
+
+
+def _uses_sha1(chain: Sequence[Certificate]) -> bool:
+    for certificate in chain:
+        try:
+            algorithm = certificate.x509.signature_hash_algorithm
+        except UnsupportedAlgorithm:
+            continue
+        if isinstance(algorithm, hashes.SHA1):
+            return True
+    return False
+
+
+def _legacy_path(
+    chain: Sequence[Certificate], store: TrustStore, at: datetime
+) -> tuple[Certificate, ...] | None:
+    """Leaf to anchor by name and signature linkage, validity checked at ``at``.
+
+    What clients accepted in the SHA-1 era and today's verifier refuses; no hostname or
+    extension checks, so the result is marked ``legacy`` by the caller.
+    """
+    candidates = list(chain[1:]) + list(store.roots)
+    path = [chain[0]]
+    while len(path) <= 8:
+        current = path[-1]
+        if not current.not_before <= at <= current.not_after:
+            return None
+        if store.contains(current):
+            return tuple(path)
+        issuer = next(
+            (c for c in candidates if c.subject == current.issuer and _signed_by(current, c)),
+            None,
+        )
+        if issuer is None or issuer in path:
+            return None
+        path.append(issuer)
+    return None
+
+
+def _signed_by(certificate: Certificate, issuer: Certificate) -> bool:
+    try:
+        certificate.x509.verify_directly_issued_by(issuer.x509)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def replay(
+    chains: Sequence[ObservedChain],
+    *,
+    strategies: Iterable[str] | None = None,
+    semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
+    release_every: float | None = None,
+) -> pd.DataFrame:
+    """One row per (host, strategy, semantics, pin time): when the pins broke, if they did.
+
+    Pin times are every observation, or with ``release_every`` a release calendar: every
+    that many days from the host's first observation, pinning what was served last before
+    the release.
+    """
+    chosen = [strategy(name) for name in (strategies or STRATEGIES)]
+    modes = list(semantics)
+    catalog = CaCatalog.build(chains)
+    rows: list[dict[str, Any]] = []
+    for timeline in _timelines(chains):
+        for pinned_at, index in _pin_times(timeline, release_every):
+            for mode in modes:
+                for chosen_strategy in chosen:
+                    matcher = chosen_strategy.derive(timeline, index, mode, catalog)
+                    if matcher is None:
+                        continue
+                    broken_at, checks = None, 0
+                    for later in timeline[index + 1 :]:
+                        if later.observed_at <= pinned_at:
+                            continue
+                        chain = later.chain(mode)
+                        if chain is None:
+                            continue
+                        checks += 1
+                        if not matcher.accepts(chain, later.observed_at):
+                            broken_at = later.observed_at
+                            break
+                    end = broken_at or timeline[-1].observed_at
+                    pinned = timeline[index]
+                    rows.append({
+                        "host": pinned.host, "port": pinned.port, "sni": pinned.sni,
+                        "lineage": pinned.lineage,
+                        "strategy": chosen_strategy.name, "semantics": mode.value,
+                        "pinned_at": pinned_at, "broken_at": broken_at,
+                        "days_survived": max((end - pinned_at).total_seconds(), 0) / 86400,
+                        "broken": broken_at is not None,
+                        "pinned_leaf": pinned.presented[0].sha256, "checks": checks,
+                        "legacy": pinned.legacy,
+                    })  # fmt: skip
+    frame = pd.DataFrame.from_records(rows, columns=REPLAY_COLUMNS)
+    for column in ("pinned_at", "broken_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _timelines(chains: Sequence[ObservedChain]) -> list[list[ObservedChain]]:
+    """Observations grouped by (host, port, SNI, lineage), each in time order.
+
+    Lineages matter: a host serving RSA and ECDSA leaves side by side gives each client one
+    of them, always the same, so an RSA pin is never confronted with the ECDSA leaf.
+    """
+    timelines: dict[tuple[str, int, str, str], list[ObservedChain]] = {}
+    for observed in chains:
+        key = (observed.host, observed.port, observed.sni, observed.lineage)
+        timelines.setdefault(key, []).append(observed)
+    return [sorted(t, key=lambda c: c.observed_at) for _, t in sorted(timelines.items())]
+
+
+def _pin_times(
+    timeline: Sequence[ObservedChain], release_every: float | None
+) -> list[tuple[datetime, int]]:
+    if release_every is None:
+        return [(observed.observed_at, i) for i, observed in enumerate(timeline)]
+    if release_every <= 0:
+        raise ValueError("release_every must be a positive number of days")
+    times, release, index = [], timeline[0].observed_at, 0
+    while release <= timeline[-1].observed_at:
+        while index + 1 < len(timeline) and timeline[index + 1].observed_at <= release:
+            index += 1
+        times.append((release, index))
+        release += timedelta(days=release_every)
+    return times
+
+
+class PinSurvival:
+    """Kaplan-Meier survival of pins per strategy and semantics, in lifelines' style.
+
+    ``PinSurvival().fit(replay_frame)`` returns the fitted estimator; ``summary`` is a
+    DataFrame, ``survival_function_`` a tidy DataFrame, ``plot(ax=)`` draws the curves.
+    """
+
+    def __init__(self, *, alpha: float = 0.05) -> None:
+        self.alpha = alpha
+        self.fitters_: dict[tuple[str, str], Any] = {}
+        self.survival_function_ = pd.DataFrame()
+        self.summary = pd.DataFrame()
+
+    def fit(self, replayed: pd.DataFrame) -> PinSurvival:
+        """Fit one Kaplan-Meier estimator per (strategy, semantics) of ``replayed``."""
+        from lifelines import KaplanMeierFitter
+        from lifelines.utils import median_survival_times
+
+        curves, summary = [], []
+        for (name, mode), group in replayed.groupby(["strategy", "semantics"], sort=True):
+            fitter = KaplanMeierFitter(alpha=self.alpha).fit(
+                group["days_survived"], event_observed=group["broken"], label=f"{name} ({mode})"
+            )
+            self.fitters_[(str(name), str(mode))] = fitter
+            curve = pd.concat([fitter.survival_function_, fitter.confidence_interval_], axis=1)
+            curve.columns = ["survival", "ci_lower", "ci_upper"]
+            curves.append(
+                curve.rename_axis("days").reset_index().assign(strategy=name, semantics=mode)
+            )
+            interval = median_survival_times(fitter.confidence_interval_)
+            summary.append({
+                "strategy": name, "semantics": mode, "pins": len(group),
+                "breaks": int(group["broken"].sum()),
+                "median_days": fitter.median_survival_time_,
+                "median_ci_lower": float(interval.iloc[0, 0]),
+                "median_ci_upper": float(interval.iloc[0, 1]),
+                "survival_1y": float(fitter.predict(365.0)),
+            })  # fmt: skip
+        self.survival_function_ = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+        self.summary = pd.DataFrame(summary)
+        return self
+
+    def plot(self, ax: Any = None, *, semantics: str = "verified") -> Any:
+        """Survival curves with confidence bands for one semantics; returns ``ax``."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(8, 5))
+        for (_name, mode), fitter in sorted(self.fitters_.items()):
+            if mode == semantics:
+                fitter.plot_survival_function(ax=ax, ci_show=True)
+        ax.set_xlabel("days since the pin was taken")
+        ax.set_ylabel("share of pins still accepted")
+        ax.set_title(f"Pin survival by strategy ({semantics} chain)")
+        return ax
