@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,3 +342,39 @@ def test_cli_refuses_a_bad_scenario_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown policy 'sometimes'" in result.output
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_interrupted_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    scenario = tmp_path / "long.toml"
+    scenario.write_text(TINY.replace("rounds = 3", "rounds = 40"), encoding="utf-8")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"}
+    command = [str(Path(sys.executable).parent / "pinlab"), "lab", "run", str(scenario)]
+    process = subprocess.Popen(
+        [*command, "--db", str(tmp_path / "x.duckdb")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+        # A background job starts with SIGINT ignored; a terminal's Ctrl-C would not be.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen: dict[int, str] = {}
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.update(_descendants())
+            if line.startswith("round 1"):
+                break
+        assert any("pebble" in c for c in seen.values())
+        process.send_signal(signum)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    assert _alive(seen) == {}
+    assert list(temp.iterdir()) == []
