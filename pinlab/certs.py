@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -39,6 +40,16 @@ warnings.filterwarnings(
     "ignore",
     message="Parsed a serial number which wasn't positive",
     category=CryptographyDeprecationWarning,
+)
+
+# What cryptography raises for bytes that are DER but not a certificate it accepts.
+# Extensions are parsed as a whole, so an unsupported SAN type (x400Address, ediPartyName)
+# makes every extension unreadable: such a certificate gets a clean error, not a record.
+_REFUSED = (
+    ValueError,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+    x509.UnsupportedGeneralNameType,
 )
 
 _KEY_TYPES_BY_OID = {
@@ -88,7 +99,7 @@ class Certificate:
         spki = spki_from_certificate(der)
         try:
             parsed = x509.load_der_x509_certificate(der)
-        except ValueError as error:
+        except _REFUSED as error:
             raise MalformedCertificateError(f"not a parsable X.509 certificate: {error}") from None
         return cls._from_parts(der, spki, parsed)
 
@@ -121,7 +132,7 @@ class Certificate:
                 sans=_subject_alternative_names(parsed),
                 x509=parsed,
             )
-        except ValueError as error:
+        except _REFUSED as error:
             raise MalformedCertificateError(f"certificate fields do not parse: {error}") from None
 
     @property
@@ -164,7 +175,7 @@ def _describe_key(spki: bytes, parsed: x509.Certificate) -> tuple[str, int | Non
     key_type = _KEY_TYPES_BY_OID.get(oid, oid)
     try:
         key = parsed.public_key()
-    except (ValueError, TypeError, NotImplementedError, x509.UnsupportedGeneralNameType):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
         # Explicit EC parameters, unknown algorithms: the pin is still well defined.
         return key_type, None, None
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -231,10 +242,14 @@ def _load_pem(data: bytes, source: str) -> list[Certificate]:
                 )
             elif label in _PKCS7_LABELS:
                 certificates.extend(_from_cryptography(pkcs7.load_pem_pkcs7_certificates(text)))
-        except (ValueError, MalformedCertificateError) as error:
+        except (*_REFUSED, MalformedCertificateError) as error:
             raise MalformedCertificateError(
                 f"{source}: PEM block {number} ({label.decode()}) is malformed: {error}"
             ) from None
+    if data.count(b"-----BEGIN") > len(blocks):
+        raise MalformedCertificateError(
+            f"{source}: PEM block {len(blocks) + 1} is truncated (no matching END line)"
+        )
     if not certificates:
         raise MalformedCertificateError(f"{source}: PEM without any CERTIFICATE block")
     return certificates

@@ -23,7 +23,6 @@ from pathlib import Path
 import cryptography_vectors
 import pytest
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
@@ -231,21 +230,10 @@ _SEEDS += [der for name, der in CORPUS if "rsa_pss" in name or "ec_no_named_curv
 _FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-KNOWN_LEAKS: tuple[type[Exception], ...] = (
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-    x509.InvalidVersion,
-    UnsupportedAlgorithm,
-)
-"""cryptography exceptions that pinlab.certs lets escape today (bugs, each pinned down by a
-strict xfail test below). The fuzz tests tolerate only these, so that they keep hunting
-new leaks; empty this tuple when pinlab.certs is fixed."""
-
-
-def only_malformed_errors(data: bytes, *, tolerate: tuple[type[Exception], ...] = ()) -> None:
+def only_malformed_errors(data: bytes) -> None:
     """Each entry point returns a valid result or raises MalformedCertificateError."""
     for function in (spki_from_certificate, Certificate.from_der, load_certificates):
-        with contextlib.suppress(MalformedCertificateError, *tolerate):
+        with contextlib.suppress(MalformedCertificateError):
             function(data)  # type: ignore[operator]
 
 
@@ -273,13 +261,13 @@ def mutated_der(draw: st.DrawFn) -> bytes:
 @_FUZZ
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_malformed_certificate_error(data: bytes) -> None:
-    only_malformed_errors(data, tolerate=KNOWN_LEAKS)
+    only_malformed_errors(data)
 
 
 @_FUZZ
 @given(mutated_der())
 def test_mutated_real_der_raises_only_malformed_certificate_error(data: bytes) -> None:
-    only_malformed_errors(data, tolerate=KNOWN_LEAKS)
+    only_malformed_errors(data)
 
 
 @_FUZZ
@@ -288,16 +276,9 @@ def test_truncated_or_damaged_pem_raises_only_malformed_certificate_error(
     der: bytes, cut: int
 ) -> None:
     pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
-    only_malformed_errors((pem + b"-----END CERTIFICATE-----\n")[:cut], tolerate=KNOWN_LEAKS)
+    only_malformed_errors((pem + b"-----END CERTIFICATE-----\n")[:cut])
 
 
-_LEAK_REASON = (
-    "bug in pinlab.certs: cryptography's DuplicateExtension, UnsupportedGeneralNameType, "
-    "InvalidVersion and UnsupportedAlgorithm escape Certificate.from_der/load_certificates"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_LEAK_REASON)
 def test_custom_explicit_curve_gives_a_record_or_a_clean_error() -> None:
     """Found by the fuzz test: explicit EC parameters that name no supported curve."""
     der = bytearray(
@@ -310,7 +291,6 @@ def test_custom_explicit_curve_gives_a_record_or_a_clean_error() -> None:
     only_malformed_errors(bytes(der))
 
 
-@pytest.mark.xfail(strict=True, reason=_LEAK_REASON)
 def test_every_corpus_certificate_gives_a_record_or_a_clean_error() -> None:
     escaped = []
     for name, der in CORPUS:
@@ -337,15 +317,7 @@ _LEAF = CA.root("CLI Seed").issue_leaf("cli.example")
         pytest.param(_LEAF.cert_pem.replace(b"M", b"!", 1), id="pem-bad-base64"),
         pytest.param(_LEAF.cert_pem[:200] + _LEAF.cert_pem[-26:], id="pem-missing-lines"),
         pytest.param(_LEAF.key_pem, id="private-key-not-certificate"),
-        pytest.param(
-            _LEAF.cert_pem + _LEAF.cert_pem[:-40],
-            id="second-block-truncated",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug in pinlab.certs._load_pem: a BEGIN without its END after complete "
-                "blocks is silently dropped (exit 0, one certificate listed)",
-            ),
-        ),
+        pytest.param(_LEAF.cert_pem + _LEAF.cert_pem[:-40], id="second-block-truncated"),
     ],
 )
 def test_cli_malformed_file_is_one_line_exit_2(
@@ -369,7 +341,6 @@ def test_truncated_der_through_the_real_script(tmp_path: Path, pinlab: Pinlab) -
     assert len(run.stderr.strip().splitlines()) == 1, str(run)
 
 
-@pytest.mark.xfail(strict=True, reason=_LEAK_REASON)
 @pytest.mark.parametrize(
     "name",
     ["san_x400address.der", "custom/two_basic_constraints.pem", "custom/invalid_version.pem"],
