@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cryptography import x509
+
 from pinlab.certs import Certificate, load_certificates
 from pinlab.lab.acme import Issued, Lego
 from pinlab.lab.errors import LabError
@@ -138,7 +140,32 @@ class _CA:
     name: str
     pebble: Pebble
     epoch: int
-    root: Certificate
+    roots: tuple[Certificate, ...]
+    """The default chain's root first, then the alternates (``PEBBLE_ALTERNATE_ROOTS``)."""
+
+    def root_of(self, chain: Sequence[Certificate]) -> Certificate:
+        """The root that issued the top of ``chain`` (by name, then signing key id)."""
+        top = chain[-1]
+        for root in self.roots:
+            if root.subject == top.issuer and _key_id(root) == _authority_key_id(top):
+                return root
+        raise LabError(f"no root of {self.name} issued {top.subject}")
+
+
+def _key_id(certificate: Certificate) -> bytes | None:
+    try:
+        extension = certificate.x509.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return extension.value.digest
+
+
+def _authority_key_id(certificate: Certificate) -> bytes | None:
+    try:
+        extension = certificate.x509.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return extension.value.key_identifier
 
 
 @dataclass
@@ -195,11 +222,12 @@ def _start_ca(scenario: Scenario, name: str, workdir: Path, tls: PebbleTLS, epoc
         alternate_roots=spec.alternate_roots,
     )
     try:
-        root = load_certificates(pebble.roots(1)[0])[0]
+        pems = pebble.roots(1 + spec.alternate_roots)
+        roots = tuple(load_certificates(pem)[0] for pem in pems)
     except BaseException:
         pebble.stop()
         raise
-    return _CA(name, pebble, epoch, root)
+    return _CA(name, pebble, epoch, roots)
 
 
 def _run(
@@ -328,9 +356,10 @@ def _truth_row(
         )
     chain = load_certificates(state.issued.cert_file.read_bytes())
     leaf, issuer = chain[0], chain[1]
-    root = cas[state.ca].root if state.epoch == cas[state.ca].epoch else None
-    if root is None:  # unreachable: a leaf is recorded in the round it was issued
-        raise LabError(f"lost the root of {state.ca} epoch {state.epoch}")
+    ca = cas[state.ca]
+    if state.epoch != ca.epoch:  # unreachable: a leaf is recorded in the round it was issued
+        raise LabError(f"lost the roots of {state.ca} epoch {state.epoch}")
+    root = ca.root_of(chain)
     event = "issued"
     if previous is not None:
         if previous.ca != state.ca:

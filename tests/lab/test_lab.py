@@ -41,6 +41,7 @@ rollover_rounds = [2]
 [[ca]]
 name = "secondary"
 chain_length = 2
+alternate_roots = 1
 
 [[group]]
 name = "fresh"
