@@ -5,11 +5,13 @@ The suite times, for every key type and chain length of its plan, the operations
 on loopback with :mod:`pinlab.bench.handshake`. The result is one tidy row per (operation,
 implementation, key type, chain length, pin-set size).
 
-Every figure also reads as a ratio to **the limit** of the same key type, measured in the
-same process: SHA-256 over the SPKI DER plus one set lookup. The limit is measured before
-and after everything else and both samples are pooled, so a machine that got busier halfway
-through shows in ``limit_drift`` rather than skewing the ratios silently. On a shared machine
-the ratios are the figures to quote; the nanoseconds are context.
+Every figure also reads as a ratio to **the limit** of the same key type: SHA-256 over the
+SPKI DER plus one set lookup. Each operation is timed in runs alternating with runs of the
+limit (:func:`~pinlab.bench.timer.measure_paired`), and its ratio is its median over the
+median of *those* limit runs (``limit_ns``), so a machine that gets busier halfway through
+slows both sides of every ratio alike. The limit rows themselves are measured at the start
+and at the end (pooled; their drift is in the machine description). On a shared machine the
+ratios are the figures to quote; the nanoseconds are context.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pinlab.bench.cases import (
 from pinlab.bench.chains import CHAIN_LENGTHS, KEY_LABELS, BenchChain, bench_chain
 from pinlab.bench.handshake import IMPL_BARE, IMPL_PINNED, PIN_SET_SIZE, measure_handshakes
 from pinlab.bench.machine import describe_machine
-from pinlab.bench.timer import Measurement, Settings, measure
+from pinlab.bench.timer import Measurement, Settings, measure, measure_paired
 from pinlab.pki import KeyType
 
 __all__ = ["COLUMNS", "BenchReport", "Plan", "run_pins_benchmark"]
@@ -53,6 +55,7 @@ COLUMNS = (
     "runs",
     "loops",
     "method",
+    "limit_ns",
     "ratio_to_limit",
     "ratio_per_certificate",
     "overhead_pct_of_handshake",
@@ -99,6 +102,8 @@ class _Row:
     p50_ns: float | None = None
     p99_ns: float | None = None
     overhead_pct: float | None = None
+    limit: Measurement | None = None
+    """The limit runs interleaved with this row's runs; None: use the limit row."""
 
 
 def _micro_cases(plan: Plan, chains: dict[tuple[KeyType, int], BenchChain]) -> Iterator[Case]:
@@ -137,9 +142,11 @@ def run_pins_benchmark(
         step(f"limit {case.key_type}")
         before[key_type] = measure(case.run, plan.settings)
     rows: list[_Row] = []
+    by_label = {case.key_type: case for case in limits.values()}
     for case in cases:
         step(f"{case.operation} | {case.implementation} | {case.key_type}/{case.chain_length}")
-        rows.append(_Row(case, measure(case.run, plan.settings), "calibrated loop"))
+        measured, limit = measure_paired(case.run, by_label[case.key_type].run, plan.settings)
+        rows.append(_Row(case, measured, "calibrated loop, paired with the limit", limit=limit))
     handshakes: dict[tuple[str, int], float] = {}
     if plan.handshakes:
         for key_type, length in combos:
@@ -147,11 +154,13 @@ def run_pins_benchmark(
             step(f"{OP_HANDSHAKE} {chain.label}/{length}")
             rows += _handshake_rows(chain, plan.handshakes, handshakes)
     drift: dict[str, float] = {}
+    limit_rows = []
     for key_type, case in limits.items():
         step(f"limit {case.key_type} (again)")
         after = measure(case.run, plan.settings)
         drift[case.key_type] = round(after.median_ns / before[key_type].median_ns, 3)
-        rows.insert(0, _Row(case, before[key_type].merged(after), "calibrated loop"))
+        limit_rows.append(_Row(case, before[key_type].merged(after), "calibrated loop"))
+    rows = limit_rows + rows
     report(total, total, "done")
     machine.update(
         mode=plan.mode,
@@ -203,7 +212,7 @@ def _frame(rows: list[_Row], bare_p50: dict[tuple[str, int], float]) -> pd.DataF
     for row in rows:
         case, measurement = row.case, row.measurement
         median = measurement.median_ns
-        base = limit.get(case.key_type)
+        base = row.limit.median_ns if row.limit is not None else limit.get(case.key_type)
         overhead = row.overhead_pct
         handshake = bare_p50.get((case.key_type, case.chain_length))
         if overhead is None and case.operation == OP_VALIDATE_PINS and handshake:
@@ -225,6 +234,7 @@ def _frame(rows: list[_Row], bare_p50: dict[tuple[str, int], float]) -> pd.DataF
                 "runs": measurement.runs,
                 "loops": measurement.loops,
                 "method": row.method,
+                "limit_ns": base,
                 "ratio_to_limit": median / base if base else None,
                 "ratio_per_certificate": (
                     median / (base * case.examined) if base and per_certificate else None

@@ -7,8 +7,9 @@ resolution and the loop's own cost vanish. Warm-up runs are discarded (caches, l
 imports, branch predictors), then ``runs`` runs are kept and summarised by their median and
 inter-quartile range, which a few runs disturbed by other processes cannot move much.
 
-Absolute figures on a shared machine are noisy; the suite therefore reports every figure
-beside a ratio to the limit measured in the same process, a moment apart.
+Absolute figures on a shared machine are noisy; :func:`measure_paired` therefore times an
+operation and its baseline (the limit) in alternating runs, so that both see the same
+moments of the machine and their ratio holds when the load changes mid-run.
 
 Operations too slow to loop (a TLS handshake) are timed call by call with :func:`sample`,
 which keeps every value so that p50 and p99 can be read.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Measurement", "Settings", "measure", "sample", "summarise"]
+__all__ = ["Measurement", "Settings", "measure", "measure_paired", "sample", "summarise"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,8 @@ class Settings:
 
     @classmethod
     def full(cls) -> Settings:
-        """21 kept runs of at least 10 ms each, after two warm-up runs."""
-        return cls(runs=21, warmups=2, min_run_ns=10_000_000)
+        """15 kept runs of at least 10 ms each, after two warm-up runs."""
+        return cls(runs=15, warmups=2, min_run_ns=10_000_000)
 
     @classmethod
     def quick(cls) -> Settings:
@@ -107,12 +108,7 @@ def _run(operation: Callable[[], object], loops: int) -> int:
     return clock() - started
 
 
-def measure(operation: Callable[[], object], settings: Settings) -> Measurement:
-    """Time ``operation`` (no arguments) with calibrated loops; see the module docstring.
-
-    The garbage collector is paused during each run, as pyperf and timeit do, so that a
-    collection triggered by an earlier allocation is not billed to a random run.
-    """
+def _calibrate(operation: Callable[[], object], settings: Settings) -> int:
     operation()  # first call outside any timing: lazy imports, caches
     loops = 1
     while loops < settings.max_loops:
@@ -121,8 +117,40 @@ def measure(operation: Callable[[], object], settings: Settings) -> Measurement:
         loops *= 2
     for _ in range(settings.warmups):
         _timed(operation, loops)
+    return loops
+
+
+def measure(operation: Callable[[], object], settings: Settings) -> Measurement:
+    """Time ``operation`` (no arguments) with calibrated loops; see the module docstring.
+
+    The garbage collector is paused during each run, as pyperf and timeit do, so that a
+    collection triggered by an earlier allocation is not billed to a random run.
+    """
+    loops = _calibrate(operation, settings)
     values = tuple(_timed(operation, loops) / loops for _ in range(settings.runs))
     return Measurement(values, loops)
+
+
+def measure_paired(
+    operation: Callable[[], object], baseline: Callable[[], object], settings: Settings
+) -> tuple[Measurement, Measurement]:
+    """Time ``operation`` and ``baseline`` in alternating runs (A B, B A, ...).
+
+    Each keeps its own calibrated loop count. Returns both measurements, whose medians
+    cover the same stretch of time, so their ratio is the figure to trust.
+    """
+    loops = _calibrate(operation, settings)
+    base_loops = _calibrate(baseline, settings)
+    values: list[float] = []
+    base_values: list[float] = []
+    for run in range(settings.runs):
+        if run % 2:
+            base_values.append(_timed(baseline, base_loops) / base_loops)
+            values.append(_timed(operation, loops) / loops)
+        else:
+            values.append(_timed(operation, loops) / loops)
+            base_values.append(_timed(baseline, base_loops) / base_loops)
+    return Measurement(tuple(values), loops), Measurement(tuple(base_values), base_loops)
 
 
 def _timed(operation: Callable[[], object], loops: int) -> int:
