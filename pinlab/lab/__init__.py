@@ -8,8 +8,9 @@ a real handshake and, at the end, writes ``truth.csv``, the oracle of what was i
 from __future__ import annotations
 
 from pinlab.lab.errors import LabError, ScenarioError
-from pinlab.lab.run import LabResult, Observed, TruthRow, observe, run_lab
+from pinlab.lab.run import LabResult, Observed, observe, run_lab
 from pinlab.lab.scenario import Policy, Scenario, load_scenario
+from pinlab.lab.truth import TruthRow, write_truth
 
 __all__ = [
     "LabError",
@@ -22,4 +23,5 @@ __all__ = [
     "load_scenario",
     "observe",
     "run_lab",
+    "write_truth",
 ]

@@ -17,7 +17,6 @@ started is stopped, on success, on error and on Ctrl-C.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import shutil
 import tempfile
@@ -35,49 +34,16 @@ from pinlab.lab.acme import Issued, Lego
 from pinlab.lab.errors import LabError
 from pinlab.lab.pebble import HOST, Pebble, PebbleTLS, make_tls, require_binary
 from pinlab.lab.scenario import Host, Scenario
+from pinlab.lab.truth import TruthRow, write_truth
 from pinlab.nginx import NginxError, NginxFarm, VirtualHost
 from pinlab.tls import Handshake, HandshakeError, handshake
 
 __all__ = [
     "LabResult",
     "Observed",
-    "TruthRow",
     "observe",
     "run_lab",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class TruthRow:
-    """What a host served in a round, from lego's files (one row per host and round)."""
-
-    host: str
-    group: str
-    round: int
-    observed_at: datetime
-    renewed: bool
-    ca: str
-    ca_epoch: int
-    """How many times this CA's Pebble had been restarted when it issued the leaf."""
-    policy: str
-    key_type: str
-    reuse_key_requested: bool
-    leaf_sha256: str
-    leaf_spki_sha256: str
-    leaf_pin: str
-    issuer: str
-    issuer_sha256: str
-    issuer_spki_sha256: str
-    root_sha256: str
-    root_spki_sha256: str
-    chain_length: int
-    key_reused: bool | None
-    """New leaf SPKI equals the previous one; None when the round issued nothing new."""
-    issuer_changed: bool | None
-    issuer_key_changed: bool | None
-    root_changed: bool | None
-    ca_event: str
-    """``issued`` (round 0), ``rollover``, ``switch``, ``renewal`` or empty (no renewal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,26 +364,3 @@ def _truth_row(
         root_changed=changed("root_sha256", root.sha256),
         ca_event=event,
     )
-
-
-TRUTH_COLUMNS = [f.name for f in dataclasses.fields(TruthRow)]
-
-
-def write_truth(rows: Sequence[TruthRow], path: Path) -> Path:
-    """Write the truth rows as CSV (booleans ``true``/``false``, None as empty)."""
-
-    def cell(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return str(value)
-
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for row in rows:
-            writer.writerow([cell(getattr(row, name)) for name in TRUTH_COLUMNS])
-    return path
