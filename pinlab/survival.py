@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedCertificateError
@@ -135,8 +136,21 @@ def _legacy_path(
 
 
 def _signed_by(certificate: Certificate, issuer: Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``certificate``, SHA-1 included.
+
+    cryptography's ``verify_directly_issued_by`` refuses SHA-1 signatures, which is right
+    for validation today and wrong for replaying 2015: the key does the check here.
+    """
+    child = certificate.x509
+    algorithm = child.signature_hash_algorithm
     try:
-        certificate.x509.verify_directly_issued_by(issuer.x509)
+        key = issuer.x509.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            child.verify_directly_issued_by(issuer.x509)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pinlab.certs import Certificate
 from pinlab.frames import frames_from_chains
 from pinlab.pins import Semantics
 from pinlab.pki import CA, KeyType, pooled_key
@@ -181,3 +184,59 @@ def test_real_lencr_intermediate_pin_breaks_at_the_move_off_r3(
     # Fresh keys at every renewal: a leaf pin never outlives the next sample.
     leaf = lencr[(lencr["strategy"] == "leaf-spki") & (lencr["semantics"] == "presented")]
     assert leaf["broken"].sum() == len(leaf) - 1
+
+
+_SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+_SHA1_WITH_RSA = bytes.fromhex("06092a864886f70d010105")
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | 2]) + size.to_bytes(2, "big")
+    return bytes([tag]) + length + body
+
+
+def _resigned_with_sha1(certificate: Certificate, issuer_key: rsa.RSAPrivateKey) -> Certificate:
+    """The same certificate signed with SHA-1, as CAs did until 2016.
+
+    cryptography no longer signs certificates with SHA-1, so the TBS is taken as built,
+    its signature algorithm swapped for sha1WithRSAEncryption (an OID of the same length),
+    and signed with the issuer's key directly.
+    """
+    tbs = certificate.x509.tbs_certificate_bytes
+    assert tbs.count(_SHA256_WITH_RSA) == 1
+    tbs = tbs.replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA)
+    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    algorithm = _der(0x30, _SHA1_WITH_RSA + b"\x05\x00")
+    return Certificate.from_der(_der(0x30, tbs + algorithm + _der(0x03, b"\x00" + signature)))
+
+
+def test_sha1_era_chains_get_a_legacy_path_not_dropped() -> None:
+    era = {
+        "not_before": datetime(2014, 1, 1, tzinfo=UTC),
+        "not_after": datetime(2019, 1, 1, tzinfo=UTC),
+    }
+    root = CA.root("sha1 era root", key_type=KeyType.RSA2048, **era)  # type: ignore[arg-type]
+    intermediate = root.child_ca("sha1 intermediate", key_type=KeyType.RSA2048, **era)  # type: ignore[arg-type]
+    leaf = intermediate.issue_leaf("old.test", key_type=KeyType.RSA2048, **era)  # type: ignore[arg-type]
+    chain = [
+        _resigned_with_sha1(leaf.record, intermediate.private_key),  # type: ignore[arg-type]
+        _resigned_with_sha1(intermediate.record, root.private_key),  # type: ignore[arg-type]
+    ]
+    root_record = root.record
+    frames = frames_from_chains(
+        ("old.test", 443, "old.test", when, chain)
+        for when in (datetime(2015, 6, 1, tzinfo=UTC), datetime(2017, 6, 1, tzinfo=UTC))
+    )
+    store = TrustStore.from_certificates([root_record], name="sha1 era")
+    in_2015, in_2017 = observed_chains(*frames, trust_stores=store)
+    assert in_2015.legacy
+    assert in_2015.verified is not None
+    assert [c.subject for c in in_2015.verified] == [
+        leaf.record.subject,
+        intermediate.record.subject,
+        root_record.subject,
+    ]
+    # After 2016 clients refused SHA-1: no path, no pin taken or checked that day.
+    assert in_2017.verified is None
+    assert not in_2017.legacy
