@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests and the demo drive for real (servers on loopback).
-DEB_PACKAGES := openssl nginx pebble lego
-DEB_COMMANDS := openssl nginx pebble lego
+DEB_PACKAGES := openssl nginx pebble lego certspotter
+DEB_COMMANDS := openssl nginx pebble lego certspotter
 SHARED_DATA ?= ../shared/data
 
 .PHONY: test demo lab setup deb lint typecheck pytest clean
