@@ -1,16 +1,26 @@
 """The collector: many TLS handshakes at once, politely, each one a row in the store.
 
-Concurrency model: one asyncio event loop driving pyOpenSSL over memory BIOs. Both models
-the issue names were measured against a local nginx (2 workers, 200 SNI hosts, 50 at once,
-P-256 chains, 2 shared cores): a bounded pool of threads running :func:`pinlab.tls.handshake`
-(blocking-with-deadline sockets) reached 990-1,070 handshakes/s at 0.71-0.88 ms client CPU
-per handshake; asyncio with memory BIOs reached 950-1,360/s at 0.58-0.62 ms. With
-certificate parsing and path validation added (what the collector really does per
-target), threads made 615-660/s at 1.3-1.4 ms CPU, asyncio 610-1,090/s at 0.91-0.93 ms.
-The thread pool pays for 50-100 threads handing the GIL back and forth on every
-``do_handshake`` step; the event loop does the same OpenSSL work without that churn, and
-per-IP waits cost a suspended coroutine instead of a parked thread. So asyncio is kept (the
-expected winner, threads, lost here by about a quarter of CPU per handshake).
+Concurrency model: one asyncio event loop driving pyOpenSSL over memory BIOs
+(:mod:`pinlab.aiotls`). Both models of the issue were measured against a local nginx
+(2 workers, 200 SNI hosts, 50 handshakes in flight, P-256 chains) on 2 cores shared with
+nginx and other jobs, alternating runs of 3,000-6,000 handshakes:
+
+==================================  ==================  ========================
+per handshake                        threads + tls.py    asyncio + memory BIOs
+==================================  ==================  ========================
+handshake only (bare)                990-1,070/s         840-1,360/s
+  client CPU                         0.71-0.88 ms        0.58-0.67 ms
++ parse + validate (the real work)   615-660/s           610-1,090/s
+  client CPU                         1.27-1.43 ms        0.91-0.98 ms
+==================================  ==================  ========================
+
+A thread pool was expected to win and does win the bare loop when the machine is busy
+(50 runnable threads get a bigger share of contended cores, and OpenSSL runs without the
+GIL); but every run spent 25-40 % more CPU per handshake on threads, handing the GIL back
+and forth at every ``do_handshake`` step, and once the collector's own per-target work
+(parsing, path validation, all GIL-bound) is added, asyncio was as fast or faster in
+every run. Per-IP waits also cost a suspended coroutine, not a parked thread. Kept:
+asyncio. The measurement is ``pinlab bench collect`` (bare threads vs bare asyncio rows).
 
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
 connections per resolved address, an optional global rate (handshake starts per second),
@@ -45,21 +55,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from OpenSSL import SSL, crypto
-
+from pinlab.aiotls import handshake_async
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedCertificateError
 from pinlab.records import CertificateRow, Observation, Scan, Status
 from pinlab.store import Store, StoreError
 from pinlab.targets import Target
-from pinlab.tls import client_context
-from pinlab.verify import TrustStore, verify_chain
+from pinlab.tls import HandshakeError, client_context
+from pinlab.validation import Validator
+from pinlab.verify import TrustStore
 
 __all__ = ["TRANSIENT_STATUSES", "CollectOptions", "CollectSummary", "collect"]
 
 TRANSIENT_STATUSES = frozenset({Status.TIMEOUT, Status.RESET})
-_ALERT_PREFIXES = ("tlsv1 alert ", "sslv3 alert ")
+_HANDOVER = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,8 @@ class CollectOptions:
     """First retry waits about this long (x0.5-1.5 jitter), doubling each time."""
     batch_size: int = 500
     flush_seconds: float = 0.5
+    validation_cache: int = 4096
+    """Valid chains remembered by :class:`Validator` (0: build every path)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.per_ip < 1 or self.timeout <= 0 or self.retries < 0:
@@ -106,12 +117,6 @@ class CollectSummary:
     def per_second(self) -> float:
         """Targets completed per second of wall time."""
         return self.observations / self.elapsed if self.elapsed > 0 else 0.0
-
-
-class _Failure(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +171,8 @@ class _Writer(threading.Thread):
     ) -> None:
         super().__init__(name="pinlab-writer", daemon=True)
         self.store, self.options, self.observer = store, options, observer
-        self.queue: queue.Queue[_Result | None] = queue.Queue(maxsize=4 * options.batch_size)
+        # Lists of results: one hand-over per many results keeps GIL ping-pong low.
+        self.queue: queue.Queue[list[_Result] | None] = queue.Queue(maxsize=64)
         self.error: BaseException | None = None
         self.statuses: Counter[str] = Counter()
 
@@ -180,7 +186,7 @@ class _Writer(threading.Thread):
                 if item is None:
                     done = True
                 else:
-                    pending.append(item)
+                    pending.extend(item)
             except queue.Empty:
                 pass
             full = len(pending) >= self.options.batch_size
@@ -222,12 +228,15 @@ class _Engine:
         self.per_ip = _PerIP(options.per_ip)
         self.rate = _RateLimiter(options.rate)
         self.parsed: OrderedDict[str, Certificate] = OrderedDict()
+        self.validator = Validator(trust_store, cache_size=options.validation_cache)
         self.handshakes = 0
+        self.results: list[_Result] = []
 
     async def run(self, targets: Iterable[Target], skip: set[tuple[object, ...]]) -> int:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(min(64, self.options.concurrency)))
         slots = asyncio.Semaphore(self.options.concurrency)
+        ticker = asyncio.create_task(self._ticker())
         tasks: set[asyncio.Task[None]] = set()
         skipped = 0
         for target in targets:
@@ -243,6 +252,8 @@ class _Engine:
             task.add_done_callback(lambda _: slots.release())
         if tasks:
             await asyncio.gather(*tasks)
+        ticker.cancel()
+        await self._hand_over()
         return skipped
 
     async def _target(self, target: Target) -> None:
@@ -256,24 +267,43 @@ class _Engine:
                 break
             delay = self.options.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             await asyncio.sleep(delay)
+        self.results.append(result)
+        if len(self.results) >= _HANDOVER:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        results, self.results = self.results, []
+        if not results:
+            return
         try:
-            self.writer.queue.put_nowait(result)
+            self.writer.queue.put_nowait(results)
         except queue.Full:  # the store is the bottleneck: wait without blocking the loop
-            await asyncio.get_running_loop().run_in_executor(None, self.writer.queue.put, result)
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.queue.put, results)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.flush_seconds / 2)
+            await self._hand_over()
 
     async def _attempt(self, target: Target, observed_at: datetime, attempt: int) -> _Result:
         ip: str | None = None
-        timings: tuple[float, float] | None = None
         try:
             ip = await self._resolve(target)
             async with self.per_ip.hold(ip):
                 await self.rate.wait()
                 self.handshakes += 1
-                chain, version, cipher, timings = await self._handshake(ip, target)
-        except _Failure as failure:
-            row = self._row(target, observed_at, attempt, ip, failure.status, failure.message)
+                shake = await handshake_async(
+                    ip, target.port, sni=target.sni, timeout=self.options.timeout,
+                    context=self.context,
+                )  # fmt: skip
+        except HandshakeError as failure:
+            row = self._row(target, observed_at, attempt, failure.peer_ip or ip,
+                            failure.status, failure.message)  # fmt: skip
             return _Result(row, ())
-        return self._success(target, observed_at, attempt, ip, chain, version, cipher, timings)
+        timings = (shake.connect_seconds, shake.handshake_seconds)
+        return self._success(
+            target, observed_at, attempt, ip, shake.chain, shake.tls_version, shake.cipher, timings
+        )
 
     async def _resolve(self, target: Target) -> str:
         if target.ip is not None:
@@ -285,57 +315,14 @@ class _Engine:
             async with asyncio.timeout(self.options.timeout):
                 infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except TimeoutError:
-            raise _Failure(Status.DNS_ERROR, f"resolving {target.host} timed out") from None
+            raise HandshakeError(Status.DNS_ERROR, f"resolving {target.host} timed out") from None
         except (OSError, UnicodeError) as error:
-            raise _Failure(Status.DNS_ERROR, f"cannot resolve {target.host}: {error}") from None
-        if not infos:
-            raise _Failure(Status.DNS_ERROR, f"{target.host} has no address")
-        return str(infos[0][4][0])
-
-    async def _handshake(
-        self, ip: str, target: Target
-    ) -> tuple[tuple[bytes, ...], str, str, tuple[float, float]]:
-        phase = "connect"
-        writer: asyncio.StreamWriter | None = None
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.options.timeout):
-                reader, writer = await asyncio.open_connection(ip, target.port)
-                connected = time.perf_counter()
-                phase = "handshake"
-                connection = SSL.Connection(self.context, None)
-                if target.sni:
-                    connection.set_tlsext_host_name(target.sni.encode("ascii"))
-                connection.set_connect_state()
-                await _drive(connection, reader, writer)
-                finished = time.perf_counter()
-                peer = connection.get_peer_cert_chain()
-                version = connection.get_protocol_version_name()
-                cipher = connection.get_cipher_name() or ""
-                with contextlib.suppress(SSL.Error):
-                    connection.shutdown()
-                    writer.write(connection.bio_read(65536))
-        except TimeoutError:
-            raise _Failure(Status.TIMEOUT, f"timed out during {phase}") from None
-        except ConnectionRefusedError:
-            raise _Failure(Status.REFUSED, f"connect to {ip} port {target.port}: refused") from None
-        except (ConnectionResetError, BrokenPipeError, EOFError, SSL.ZeroReturnError):
-            raise _Failure(Status.RESET, f"connection closed during {phase}") from None
-        except SSL.SysCallError as error:
-            raise _Failure(Status.RESET, f"connection closed during handshake ({error})") from None
-        except SSL.Error as error:
-            raise _classify(error) from None
-        except OSError as error:
-            raise _Failure(
-                Status.UNREACHABLE, f"connect to {ip} port {target.port}: {error}"
+            raise HandshakeError(
+                Status.DNS_ERROR, f"cannot resolve {target.host}: {error}"
             ) from None
-        finally:
-            if writer is not None:
-                writer.close()
-        if not peer:
-            raise _Failure(Status.NO_CERTIFICATE, "server sent no certificate")
-        ders = tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in peer)
-        return ders, version, cipher, (connected - started, finished - connected)
+        if not infos:
+            raise HandshakeError(Status.DNS_ERROR, f"{target.host} has no address")
+        return str(infos[0][4][0])
 
     def _success(
         self,
@@ -374,7 +361,9 @@ class _Engine:
         if error is not None:
             status = Status.MALFORMED_CERTIFICATE
         else:
-            validation, validation_error = self._validate(parsed, target, observed_at)
+            validation, validation_error = self.validator.validate(
+                parsed, target.validation_name, observed_at
+            )
         return _Result(
             self._row(
                 target, observed_at, attempt, ip, status, error, chain=tuple(digests),
@@ -383,20 +372,6 @@ class _Engine:
             ),
             tuple(rows),
         )  # fmt: skip
-
-    def _validate(
-        self, chain: list[Certificate], target: Target, at: datetime
-    ) -> tuple[str, str | None]:
-        try:
-            result = verify_chain(
-                chain, hostname=target.validation_name, at=at, trust_store=self.trust_store
-            )
-        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
-            return "untrusted", f"cannot validate: {error}"
-        if result.ok:
-            return "valid", None
-        assert result.failure is not None
-        return result.failure.value, result.error
 
     def _row(
         self,
@@ -433,36 +408,6 @@ class _Engine:
             handshake_ms=round(timings[1] * 1000, 3) if timings else None,
             attempts=attempt,
         )
-
-
-async def _drive(
-    connection: SSL.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Run the handshake over memory BIOs: flush what OpenSSL wrote, feed what arrived."""
-    while True:
-        try:
-            connection.do_handshake()
-            done = True
-        except SSL.WantReadError:
-            done = False
-        with contextlib.suppress(SSL.WantReadError):
-            writer.write(connection.bio_read(65536))
-        if done:
-            return
-        data = await reader.read(65536)
-        if not data:
-            raise EOFError
-        connection.bio_write(data)
-
-
-def _classify(error: SSL.Error) -> _Failure:
-    reasons = [str(item[2]) for item in error.args[0] if len(item) == 3] if error.args else []
-    text = "; ".join(reasons) or str(error) or "TLS error"
-    for reason in reasons:
-        for prefix in _ALERT_PREFIXES:
-            if reason.startswith(prefix):
-                return _Failure(Status.TLS_ALERT, reason[len(prefix) :])
-    return _Failure(Status.PROTOCOL_ERROR, text)
 
 
 def collect(
