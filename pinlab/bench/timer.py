@@ -76,27 +76,17 @@ class Measurement:
         """Standard deviation of the per-call times (0 with fewer than two values)."""
         return statistics.stdev(self.values_ns) if len(self.values_ns) > 1 else 0.0
 
-    def percentile_ns(self, percent: float) -> float:
-        """The ``percent``-th percentile (inclusive method), e.g. 99 for p99."""
+    def percentile_ns(self, percent: int) -> float:
+        """The ``percent``-th percentile (1 to 99, inclusive method), e.g. 99 for p99."""
+        if not 1 <= percent <= 99:
+            raise ValueError(f"percentile must be within 1..99, not {percent}")
         if len(self.values_ns) < 2:
             return self.values_ns[0]
-        cuts = statistics.quantiles(self.values_ns, n=100, method="inclusive")
-        if percent >= 100:
-            return max(self.values_ns)
-        if percent <= 0:
-            return min(self.values_ns)
-        index = int(percent) - 1
-        return cuts[index] if percent == int(percent) else _between(cuts, percent)
+        return statistics.quantiles(self.values_ns, n=100, method="inclusive")[percent - 1]
 
     def merged(self, other: Measurement) -> Measurement:
         """The values of both measurements pooled (e.g. the limit before and after)."""
         return Measurement(self.values_ns + other.values_ns, max(self.loops, other.loops))
-
-
-def _between(cuts: Sequence[float], percent: float) -> float:
-    low = int(percent)
-    weight = percent - low
-    return cuts[low - 1] * (1 - weight) + cuts[low] * weight
 
 
 def _run(operation: Callable[[], object], loops: int) -> int:
