@@ -86,54 +86,57 @@ def _spki_fast(der: bytes) -> bytes | None:
     """The hot path: the same walk as :func:`_spki_strict`, inlined, for bytes input.
 
     Every pin computation and every certificate record goes through here, and the strict
-    walk spends most of its time in calls and tuple building. This loop accepts exactly
-    what the strict walk accepts, or less (lengths over two bytes, any anomaly): on
-    ``None`` the caller runs the strict walk, which returns the same slice or raises the
-    precise error. It never raises itself, so errors stay those of the strict walk.
+    walk spends most of its time in calls and tuple building. This code accepts exactly
+    what the strict walk accepts, or less (outer lengths not in two bytes, field lengths
+    over two bytes, any anomaly): on ``None`` the caller runs the strict walk, which
+    returns the same slice or raises the precise error. It never raises itself.
     """
-    pos, limit, step = 0, len(der), 0
+    # Certificate and TBSCertificate: SEQUENCEs with two-byte lengths (256 B to 64 KiB),
+    # the Certificate filling the input exactly: every real certificate.
+    total = len(der)
+    if total < 8 or der[0] != _SEQUENCE or der[1] != 0x82 or der[2] == 0:
+        return None
+    if 4 + (der[2] << 8 | der[3]) != total:
+        return None
+    if der[4] != _SEQUENCE or der[5] != 0x82 or der[6] == 0:
+        return None
+    limit = 8 + (der[6] << 8 | der[7])
+    if limit > total:
+        return None
+    # Then [0] version (optional), serialNumber, signature, issuer, validity, subject, SPKI.
+    pos, index, version_allowed = 8, 0, True
     while True:
         if pos + 2 > limit:
             return None
         tag = der[pos]
         first = der[pos + 1]
         if first < 0x80:
-            content = pos + 2
-            end = content + first
-        elif first == 0x81:
-            if pos + 3 > limit or der[pos + 2] < 0x80:
-                return None
-            content = pos + 3
-            end = content + der[pos + 2]
+            end = pos + 2 + first
         elif first == 0x82:
             if pos + 4 > limit or der[pos + 2] == 0:
                 return None
-            content = pos + 4
-            end = content + (der[pos + 2] << 8 | der[pos + 3])
+            end = pos + 4 + (der[pos + 2] << 8 | der[pos + 3])
+        elif first == 0x81:
+            if pos + 3 > limit or der[pos + 2] < 0x80:
+                return None
+            end = pos + 3 + der[pos + 2]
         else:
             return None
         if end > limit:
             return None
-        if step == 0:  # Certificate: a SEQUENCE filling the input exactly
-            if tag != _SEQUENCE or end != limit:
-                return None
-            pos, step = content, 1
-        elif step == 1:  # TBSCertificate
-            if tag != _SEQUENCE:
-                return None
-            pos, limit, step = content, end, 2
-        elif step == 2 and tag == _VERSION_TAG:
-            pos, step = end, 3
-        elif step <= 3:  # serialNumber
+        if index == 0:
+            if tag == _VERSION_TAG and version_allowed:
+                version_allowed = False
+                pos = end
+                continue
             if tag != _INTEGER:
                 return None
-            pos, step = end, 4
-        elif step < 8:  # signature, issuer, validity, subject
-            if tag != _SEQUENCE:
-                return None
-            pos, step = end, step + 1
-        else:  # subjectPublicKeyInfo
-            return der[pos:end] if tag == _SEQUENCE else None
+        elif tag != _SEQUENCE:
+            return None
+        elif index == 5:
+            return der[pos:end]
+        index += 1
+        pos = end
 
 
 def _spki_strict(der: bytes) -> bytes:
