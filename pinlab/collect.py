@@ -55,6 +55,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import duckdb
+
 from pinlab.aiotls import handshake_async
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedCertificateError
@@ -197,6 +199,8 @@ class _Writer(threading.Thread):
                 deadline = time.monotonic() + self.options.flush_seconds
 
     def _flush(self, results: list[_Result]) -> None:
+        # After a failure the thread keeps draining the queue (so the loop never blocks on
+        # a full queue) but writes nothing more; collect() raises the error at the end.
         if self.error is not None:
             return
         try:
@@ -204,13 +208,12 @@ class _Writer(threading.Thread):
                 [r.observation for r in results],
                 [row for r in results for row in r.certificates],
             )
-        except BaseException as error:  # surfaced by collect() once the loop stops
+            for result in results:
+                self.statuses[result.observation.status] += 1
+                if self.observer is not None:
+                    self.observer(result.observation)
+        except BaseException as error:
             self.error = error
-            return
-        for result in results:
-            self.statuses[result.observation.status] += 1
-            if self.observer is not None:
-                self.observer(result.observation)
 
 
 class _Engine:
@@ -440,8 +443,10 @@ def collect(
     finally:
         writer.queue.put(None)
         writer.join()
-    if writer.error is not None:
+    if isinstance(writer.error, duckdb.Error | OSError):
         raise StoreError(f"{store.path}: writing observations failed: {writer.error}")
+    if writer.error is not None:
+        raise writer.error  # a bug (in the observer, say): let it show
     summary.elapsed = time.perf_counter() - started
     summary.statuses = writer.statuses
     summary.handshakes = engine.handshakes

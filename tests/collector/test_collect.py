@@ -7,13 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pinlab.collect import CollectOptions, collect
 from pinlab.loopback import openssl_server
 from pinlab.pki import CA, KeyType
 from pinlab.records import Observation, Scan
-from pinlab.store import Store
+from pinlab.store import Store, StoreError
 from pinlab.targets import Target
 from pinlab.verify import TrustStore
 from tests.collector.conftest import Farm
@@ -157,4 +158,26 @@ def test_rate_and_per_ip_limits(tmp_path: Path, farm: Farm, rate: float) -> None
     )  # fmt: skip
     assert summary.statuses == {"ok": 10}
     assert summary.elapsed >= (len(targets) - 1) / rate * 0.9
+    store.close()
+
+
+def test_a_failing_store_stops_the_campaign_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(tmp_path / "store.duckdb")
+    scan = Scan("broken", "scan", None, None, "{}", NOW, None, "test")
+    store.add_scan(scan)
+
+    def broken(*_: object, **__: object) -> None:
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr(store, "write", broken)
+    targets = [Target("127.0.0.1", 1, f"h{i}.test", None) for i in range(3000)]
+    with pytest.raises(StoreError, match="disk full"):
+        collect(
+            targets, store, scan, clock=_clock, trust_store=TrustStore.certifi(),
+            options=CollectOptions(per_ip=100, timeout=1, batch_size=10),
+        )  # fmt: skip
+    unfinished = store.connection.execute("SELECT finished_at IS NULL FROM scans").fetchone()
+    assert unfinished == (True,)  # left for --resume
     store.close()
