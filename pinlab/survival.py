@@ -162,16 +162,18 @@ def replay(
     strategies: Iterable[str] | None = None,
     semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
     release_every: float | None = None,
+    catalog: CaCatalog | None = None,
 ) -> pd.DataFrame:
     """One row per (host, strategy, semantics, pin time): when the pins broke, if they did.
 
     Pin times are every observation, or with ``release_every`` a release calendar: every
     that many days from the host's first observation, pinning what was served last before
-    the release.
+    the release. ``catalog`` (for ``ca-set``) defaults to the CA keys of ``chains``; pass
+    one built from a wider population when replaying a few hosts of it.
     """
     chosen = [strategy(name) for name in (strategies or STRATEGIES)]
     modes = list(semantics)
-    catalog = CaCatalog.build(chains)
+    catalog = catalog if catalog is not None else CaCatalog.build(chains)
     rows: list[dict[str, Any]] = []
     for timeline in _timelines(chains):
         for pinned_at, index in _pin_times(timeline, release_every):
