@@ -1,0 +1,399 @@
+"""Log entries into the store: one observation per issuance, merged, deduplicated, resumable.
+
+Each batch is one transaction holding its certificates, its observations, the issuance
+registry rows and the new position of the backfill, so a crash loses at most the batch in
+flight and a rerun resumes exactly where the last commit stopped.
+
+**Issuances.** A precertificate and its final certificate share the TBS of
+:func:`pinlab.ct.rows.issuance_key` and are one issuance: its observation carries the
+final certificate's chain when both are seen, at the earlier (precertificate) timestamp.
+A precertificate waits up to ``merge_window`` entries for its final certificate in the
+same run, then is recorded alone; a final certificate that turns up later is linked to
+the recorded issuance in ``ct_issuances`` (and stored in ``certificates``) without a
+second observation. The same issuance read from a second log, or again after a resume,
+is recognised there and skipped.
+
+Observations of CT carry ``port`` 443, no SNI and no address: CT shows issuance, not
+deployment. ``source_extra`` holds the log, the entry index(es) and the entry type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from pinlab.ct.domains import DomainFilter
+from pinlab.ct.entries import LogEntry
+from pinlab.ct.errors import LogMisbehaviourError
+from pinlab.ct.rows import (
+    POISON_OID,
+    certificate_row,
+    identities,
+    issuance_key,
+    strip_extension,
+    tbs_of,
+)
+from pinlab.ct.sth import SignedTreeHead
+from pinlab.errors import MalformedCertificateError
+from pinlab.records import CertificateRow, Observation, Status
+from pinlab.store import Store
+
+__all__ = ["CT_TABLES", "IngestStats", "IssuanceWriter", "Prepared", "create_ct_tables"]
+
+CT_PORT = 443
+_PRECERT_SIGNING_EKU = bytes.fromhex("060a2b06010401d679020404")
+_CHAIN_CACHE_LIMIT = 10_000
+_ABSENT = object()
+
+CT_TABLES = {
+    "ct_state": (
+        "CREATE TABLE IF NOT EXISTS ct_state (log VARCHAR NOT NULL, filter VARCHAR NOT NULL, "
+        "next_index BIGINT NOT NULL, resume_index BIGINT NOT NULL, tree_size BIGINT, "
+        "sth_timestamp BIGINT, root_hash BLOB, scan_id VARCHAR, updated_at TIMESTAMPTZ, "
+        "PRIMARY KEY (log, filter))"
+    ),
+    "ct_issuances": (
+        "CREATE TABLE IF NOT EXISTS ct_issuances (issuance VARCHAR NOT NULL, "
+        "host VARCHAR NOT NULL, issuer VARCHAR, serial VARCHAR, precert_sha256 VARCHAR, "
+        "final_sha256 VARCHAR, observed_at TIMESTAMPTZ NOT NULL, log VARCHAR, "
+        "precert_index BIGINT, final_index BIGINT, scan_id VARCHAR NOT NULL, "
+        "PRIMARY KEY (issuance, host))"
+    ),
+}
+"""The backfill's own tables: positions per (log, filter) and the issuance registry."""
+
+
+def create_ct_tables(store: Store) -> None:
+    """Create the CT tables if missing (they live beside the store's tables)."""
+    with store.transaction():
+        for ddl in CT_TABLES.values():
+            store.connection.execute(ddl)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An entry that passed the filter, its rows built: the leaf's, then its chain's."""
+
+    index: int
+    observed_at: datetime
+    precert: bool
+    key: str
+    hosts: tuple[str, ...]
+    rows: tuple[CertificateRow, ...] = field(repr=False)
+
+    @property
+    def leaf(self) -> CertificateRow:
+        """The logged certificate (or precertificate)."""
+        return self.rows[0]
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """What a backfill did so far."""
+
+    entries: int = 0
+    matched: int = 0
+    """Entries whose certificate passed the domain filter."""
+    observations: int = 0
+    issuances: int = 0
+    merged: int = 0
+    """Issuances seen as precertificate and final certificate in the same run."""
+    linked: int = 0
+    """Final certificates linked to an issuance recorded earlier (no new observation)."""
+    duplicates: int = 0
+    unparsable: int = 0
+    """Entries whose certificate cryptography refuses (counted, not stored)."""
+
+
+def _insert(store: Store, table: str, records: Sequence[Any], *, conflict: str = "") -> None:
+    """Insert dataclass records or dicts BY NAME (inside the caller's transaction)."""
+    if not records:
+        return
+    if dataclasses.is_dataclass(records[0]):
+        names = [f.name for f in dataclasses.fields(records[0])]
+        data = {name: [getattr(r, name) for r in records] for name in names}
+    else:
+        data = {name: [r[name] for r in records] for name in records[0]}
+    store.connection.register("_ct_batch", pa.table(data))
+    try:
+        store.connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _ct_batch {conflict}")
+    finally:
+        store.connection.unregister("_ct_batch")
+
+
+class IssuanceWriter:
+    """Turns parsed entries of one source into committed store rows (see the module doc)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        scan_id: str,
+        log: str,
+        domains: DomainFilter | None,
+        merge_window: int = 10_000,
+    ) -> None:
+        self.store, self.scan_id, self.log = store, scan_id, log
+        self.domains = domains
+        self.filter_key = domains.key if domains is not None else "*"
+        self.merge_window = merge_window
+        self.stats = IngestStats()
+        self.pending: dict[str, Prepared] = {}
+        self._chain_rows: dict[bytes, CertificateRow] = {}
+        create_ct_tables(store)
+
+    # -- per entry ---------------------------------------------------------------------------
+
+    def _chain_row(self, der: bytes) -> CertificateRow:
+        row = self._chain_rows.get(der)
+        if row is None:
+            if len(self._chain_rows) >= _CHAIN_CACHE_LIMIT:
+                self._chain_rows.clear()
+            row = self._chain_rows[der] = certificate_row(der)
+        return row
+
+    def prepare(self, entry: LogEntry) -> Prepared | None:
+        """Filter and parse one entry; None when filtered out or unparsable.
+
+        A precertificate that does not match its own logged TBS or issuer key hash is a
+        :class:`LogMisbehaviourError`: the entry was tampered with.
+        """
+        self.stats.entries += 1
+        der = entry.certificate
+        if self.domains is not None and not self.domains.may_match(der):
+            return None
+        try:
+            leaf = certificate_row(der)
+        except MalformedCertificateError:
+            self.stats.unparsable += 1
+            return None
+        names = identities(leaf, der)
+        if self.domains is not None:
+            hosts = tuple(self.domains.match(names))
+        else:
+            hosts = tuple(n.lower().rstrip(".") for n in names[:1])
+        if not hosts:
+            return None
+        try:
+            chain = tuple(self._chain_row(item) for item in entry.chain)
+        except MalformedCertificateError as error:
+            raise LogMisbehaviourError(f"entry {entry.index}: chain certificate: {error}") from None
+        if entry.is_precert:
+            assert entry.tbs is not None
+            self._check_precert(entry, chain)
+            key = issuance_key(tbs=entry.tbs, precert_entry=True)
+        else:
+            key = issuance_key(tbs=tbs_of(der), precert_entry=False)
+        self.stats.matched += 1
+        return Prepared(
+            entry.index, entry.observed_at, entry.is_precert, key, hosts, (leaf, *chain)
+        )
+
+    @staticmethod
+    def _check_precert(entry: LogEntry, chain: tuple[CertificateRow, ...]) -> None:
+        signing_cert = bool(entry.chain) and _PRECERT_SIGNING_EKU in entry.chain[0]
+        issuer = chain[1] if signing_cert and len(chain) > 1 else chain[0] if chain else None
+        if issuer is not None and issuer.spki_sha256 != (entry.issuer_key_hash or b"").hex():
+            raise LogMisbehaviourError(
+                f"entry {entry.index}: issuer_key_hash is not the key of the issuer in "
+                "extra_data (tampered entry?)"
+            )
+        if not signing_cert and strip_extension(tbs_of(entry.certificate), POISON_OID) != entry.tbs:
+            raise LogMisbehaviourError(
+                f"entry {entry.index}: the precertificate in extra_data does not match the "
+                "logged TBSCertificate (tampered entry?)"
+            )
+
+    # -- per batch ---------------------------------------------------------------------------
+
+    def _existing(self, keys: Iterable[str]) -> dict[tuple[str, str], str | None]:
+        """(issuance, host) -> final_sha256 of what the registry already holds."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        self.store.connection.register("_ct_keys", pa.table({"issuance": wanted}))
+        try:
+            rows = self.store.connection.execute(
+                "SELECT i.issuance, i.host, i.final_sha256 FROM ct_issuances i "
+                "JOIN _ct_keys k USING (issuance)"
+            ).fetchall()
+        finally:
+            self.store.connection.unregister("_ct_keys")
+        return {(issuance, host): final for issuance, host, final in rows}
+
+    def commit(
+        self,
+        prepared: Sequence[Prepared],
+        *,
+        next_index: int,
+        sth: SignedTreeHead | None,
+        now: datetime,
+        flush_all: bool = False,
+    ) -> None:
+        """Record one batch (entries up to ``next_index`` processed) in one transaction."""
+        finals: list[Prepared] = []
+        fresh: list[Prepared] = []
+        merged: list[tuple[Prepared | None, Prepared]] = []
+        for item in prepared:
+            if item.precert:
+                if item.key in self.pending:
+                    self.stats.duplicates += 1
+                else:
+                    self.pending[item.key] = item
+                    fresh.append(item)
+            elif item.key in self.pending:
+                merged.append((self.pending.pop(item.key), item))
+            else:
+                finals.append(item)
+        keys = [item.key for item in (*fresh, *finals)] + [final.key for _, final in merged]
+        existing = self._existing(keys)
+        for item in fresh:
+            if self.pending.get(item.key) is not item:
+                continue  # merged with its final certificate in this very batch
+            unseen = tuple(h for h in item.hosts if (item.key, h) not in existing)
+            if not unseen:
+                del self.pending[item.key]
+                self.stats.duplicates += 1
+            elif unseen != item.hosts:
+                self.pending[item.key] = dataclasses.replace(item, hosts=unseen)
+        writes: list[tuple[Prepared | None, Prepared | None, tuple[str, ...]]] = []
+        links: list[tuple[str, str, Prepared]] = []
+        pairs = [*merged, *((None, item) for item in finals)]
+        for precert, final in pairs:
+            missing: list[str] = []
+            for host in (precert or final).hosts:
+                recorded: object = existing.get((final.key, host), _ABSENT)
+                if recorded is _ABSENT:
+                    missing.append(host)
+                elif recorded is None:
+                    links.append((final.key, host, final))
+                else:
+                    self.stats.duplicates += 1
+            if missing:
+                writes.append((precert, final, tuple(missing)))
+                self.stats.merged += precert is not None
+        horizon = next_index if flush_all else next_index - self.merge_window
+        for key, item in list(self.pending.items()):
+            if item.index < horizon:
+                writes.append((self.pending.pop(key), None, item.hosts))
+        resume = min((item.index for item in self.pending.values()), default=next_index)
+        self._write(writes, links, next_index=next_index, resume=resume, sth=sth, now=now)
+
+    def _write(
+        self,
+        writes: Sequence[tuple[Prepared | None, Prepared | None, tuple[str, ...]]],
+        links: Sequence[tuple[str, str, Prepared]],
+        *,
+        next_index: int,
+        resume: int,
+        sth: SignedTreeHead | None,
+        now: datetime,
+    ) -> None:
+        certificates: dict[str, CertificateRow] = {}
+        observations: list[Observation] = []
+        registry: list[dict[str, Any]] = []
+        for precert, final, hosts in writes:
+            shown = final if final is not None else precert
+            assert shown is not None
+            first = precert if precert is not None else shown
+            for row in (*(precert.rows[:1] if precert and final else ()), *shown.rows):
+                certificates[row.sha256] = row
+            extra = json.dumps(
+                {
+                    "log": self.log,
+                    "entry": "x509" if final is not None else "precert",
+                    "index": shown.index,
+                    **({"precert_index": precert.index} if precert and final else {}),
+                },
+                separators=(",", ":"),
+            )
+            for host in hosts:
+                observations.append(self._observation(host, first.observed_at, shown, extra))
+                registry.append({
+                    "issuance": shown.key, "host": host,
+                    "issuer": shown.leaf.issuer, "serial": shown.leaf.serial,
+                    "precert_sha256": precert.leaf.sha256 if precert else None,
+                    "final_sha256": final.leaf.sha256 if final else None,
+                    "observed_at": first.observed_at, "log": self.log,
+                    "precert_index": precert.index if precert else None,
+                    "final_index": final.index if final else None, "scan_id": self.scan_id,
+                })  # fmt: skip
+            self.stats.issuances += 1
+        for _, _, final in links:
+            for row in final.rows:
+                certificates[row.sha256] = row
+        connection = self.store.connection
+        with self.store.transaction():
+            _insert(
+                self.store,
+                "certificates",
+                list(certificates.values()),
+                conflict="ON CONFLICT DO NOTHING",
+            )
+            _insert(self.store, "observations", observations)
+            _insert(self.store, "ct_issuances", registry, conflict="ON CONFLICT DO NOTHING")
+            for key, host, final in links:
+                connection.execute(
+                    "UPDATE ct_issuances SET final_sha256 = ?, final_index = ? "
+                    "WHERE issuance = ? AND host = ? AND final_sha256 IS NULL",
+                    [final.leaf.sha256, final.index, key, host],
+                )
+            connection.execute(
+                "INSERT INTO ct_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log, filter) "
+                "DO UPDATE SET next_index = excluded.next_index, "
+                "resume_index = excluded.resume_index, tree_size = excluded.tree_size, "
+                "sth_timestamp = excluded.sth_timestamp, root_hash = excluded.root_hash, "
+                "scan_id = excluded.scan_id, updated_at = excluded.updated_at",
+                [
+                    self.log, self.filter_key, next_index, resume,
+                    sth.tree_size if sth else None, sth.timestamp if sth else None,
+                    sth.root_hash if sth else None, self.scan_id, now,
+                ],
+            )  # fmt: skip
+        self.stats.observations += len(observations)
+        self.stats.linked += len({(key, final.index) for key, _, final in links})
+
+    def _observation(self, host: str, at: datetime, shown: Prepared, extra: str) -> Observation:
+        return Observation(
+            scan_id=self.scan_id, host=host, port=CT_PORT, sni=None, ip=None, target_ip=None,
+            observed_at=at, status=Status.OK, error=None, tls_version=None, cipher=None,
+            chain=tuple(row.sha256 for row in shown.rows), validation=None,
+            validation_error=None, connect_ms=None, handshake_ms=None, attempts=1,
+            source_extra=extra,
+        )  # fmt: skip
+
+
+def state_of(store: Store, log: str, filter_key: str) -> tuple[int, int] | None:
+    """(next_index, resume_index) of a backfill of ``log`` with that filter, if any."""
+    create_ct_tables(store)
+    row = store.connection.execute(
+        "SELECT next_index, resume_index FROM ct_state WHERE log = ? AND filter = ?",
+        [log, filter_key],
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def last_tree_head(store: Store, log: str) -> tuple[int, bytes] | None:
+    """The largest (tree size, root hash) recorded for ``log`` by any backfill."""
+    create_ct_tables(store)
+    row = store.connection.execute(
+        "SELECT tree_size, root_hash FROM ct_state WHERE log = ? AND tree_size IS NOT NULL "
+        "ORDER BY tree_size DESC LIMIT 1",
+        [log],
+    ).fetchone()
+    return (int(row[0]), bytes(row[1])) if row else None
+
+
+def fingerprint(der: bytes) -> str:
+    """Hex SHA-256 of a certificate (its identity in the store)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+__all__ += ["fingerprint", "last_tree_head", "state_of"]
