@@ -20,8 +20,6 @@ and why. Parsing is pure: the caller reads the bytes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import plistlib
 import re
@@ -30,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedPinError, PinlabError
@@ -147,12 +146,11 @@ def _okhttp(text: str, name: str) -> PinConfig:
 def _pin(text: str, where: str, *, bare: bool = False) -> Pin:
     """A pin from ``sha256/...`` (or bare base64 of a SHA-256 digest when ``bare``)."""
     candidate = text.strip()
-    if bare and "/" not in candidate[:7]:
-        try:
-            digest = base64.b64decode(candidate, validate=True)
-        except binascii.Error:
-            raise ConfigError(f"{where}: {text!r} is not base64") from None
-        candidate = "sha256/" + base64.b64encode(digest).decode("ascii")
+    # Bare base64 of a SHA-256 digest (44 characters) gets its algorithm; a "sha256/..."
+    # written out, or a hex digest, goes to Pin.parse as it is.
+    written_out = candidate.startswith(("sha256/", "sha1/")) and len(candidate) != 44
+    if bare and not written_out and not re.fullmatch(r"[0-9a-fA-F:]{64,95}", candidate):
+        candidate = "sha256/" + candidate
     try:
         return Pin.parse(candidate)
     except MalformedPinError as error:
@@ -228,7 +226,7 @@ def _date(value: Any, where: str) -> datetime:
 def _load_plist(data: bytes, name: str) -> Any:
     try:
         return plistlib.loads(data)
-    except (plistlib.InvalidFileException, ValueError, ElementTree.ParseError) as error:
+    except (plistlib.InvalidFileException, ValueError, ExpatError) as error:
         raise ConfigError(
             f"{name}: not a readable plist ({error or type(error).__name__})"
         ) from None
