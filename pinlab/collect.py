@@ -14,13 +14,17 @@ handshake only (bare)                990-1,070/s         840-1,360/s
   client CPU                         1.27-1.43 ms        0.91-0.98 ms
 ==================================  ==================  ========================
 
-A thread pool was expected to win and does win the bare loop when the machine is busy
-(50 runnable threads get a bigger share of contended cores, and OpenSSL runs without the
-GIL); but every run spent 25-40 % more CPU per handshake on threads, handing the GIL back
-and forth at every ``do_handshake`` step, and once the collector's own per-target work
-(parsing, path validation, all GIL-bound) is added, asyncio was as fast or faster in
-every run. Per-IP waits also cost a suspended coroutine, not a parked thread. Kept:
-asyncio. The measurement is ``pinlab bench collect`` (bare threads vs bare asyncio rows).
+The full benchmark (12,000 handshakes, best of 2) agrees on CPU and splits on speed with
+the machine's load: bare asyncio 1,204/s at 0.68 ms vs threads 887/s at 1.22 ms on one
+run; 561/s at 0.70 ms vs 825/s at 0.85 ms on a run with load average 5-7 on 2 cores.
+
+So a thread pool, the expected winner, wins the bare loop when cores are contended (50
+runnable threads get a bigger share of them, and OpenSSL runs outside the GIL), but every
+run spent 20-80 % more CPU per handshake on threads, handing the GIL back and forth at each
+``do_handshake`` step; with the collector's own per-target work added (parsing, path
+validation, all GIL-bound) asyncio was as fast or faster in every paired run. Per-IP waits
+also cost a suspended coroutine, not a parked thread. Kept: asyncio. Its limit is one core
+per loop; sharding targets over several loops/processes is the way past it.
 
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
 connections per resolved address, an optional global rate (handshake starts per second),
@@ -263,8 +267,7 @@ class _Engine:
         attempt = 0
         while True:
             attempt += 1
-            observed_at = self.clock()
-            result = await self._attempt(target, observed_at, attempt)
+            result = await self._attempt(target, attempt)
             status = result.observation.status
             if status not in TRANSIENT_STATUSES or attempt > self.options.retries:
                 break
@@ -288,12 +291,14 @@ class _Engine:
             await asyncio.sleep(self.options.flush_seconds / 2)
             await self._hand_over()
 
-    async def _attempt(self, target: Target, observed_at: datetime, attempt: int) -> _Result:
+    async def _attempt(self, target: Target, attempt: int) -> _Result:
         ip: str | None = None
+        observed_at = self.clock()
         try:
             ip = await self._resolve(target)
             async with self.per_ip.hold(ip):
                 await self.rate.wait()
+                observed_at = self.clock()  # the handshake starts now, after any wait
                 self.handshakes += 1
                 shake = await handshake_async(
                     ip, target.port, sni=target.sni, timeout=self.options.timeout,
