@@ -181,7 +181,7 @@ def _one_timeline(
     })  # fmt: skip
     for column, value in zip(_GROUP, key, strict=True):
         frame[column] = value
-    frame["expiry_days"] = expiry_days
+    frame["expiry_days"] = float(expiry_days) if expiry_days is not None else np.nan
     return frame
 
 

@@ -33,14 +33,14 @@ TruststoresOption = Annotated[
 ]
 
 
-def _stores(ca_file: Path | None, truststores: Path) -> tuple[TrustStores, str]:
+def choose_stores(ca_file: Path | None, truststores: Path) -> tuple[TrustStores, str]:
     if ca_file is not None:
         return TrustStore.from_pem_file(ca_file), str(ca_file)
     history = TrustStoreHistory.load(truststores, on_missing="current")
     return history.at, history.describe()
 
 
-def _frames(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_frames(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not db.exists():
         raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
     with Store.open(db, read_only=True) as store:
@@ -58,8 +58,8 @@ def recommend_command(
 ) -> None:
     """Rank pinning strategies for HOST from its history: protection among survivors."""
     with usage_errors():
-        stores, described = _stores(ca_file, truststores)
-        observations, certificates = _frames(db)
+        stores, described = choose_stores(ca_file, truststores)
+        observations, certificates = load_frames(db)
         chains = host_chains(observations, certificates, [host], trust_stores=stores)
         catalog = catalog_from_frames(observations, certificates, chains)
         if not chains:
@@ -110,8 +110,8 @@ def audit_command(
         rotating_keys = {
             c.spki_sha256 for path in rotating or () for c in load_certificate_file(path)
         }
-        stores, described = _stores(ca_file, truststores)
-        observations, certificates = _frames(db)
+        stores, described = choose_stores(ca_file, truststores)
+        observations, certificates = load_frames(db)
         hosts = _matching_hosts(parsed.rules, observations)
         chains = host_chains(observations, certificates, hosts, trust_stores=stores)
         findings = lint(parsed, chains, at=now, rotating=rotating_keys)
