@@ -15,7 +15,8 @@ release whose pin set has expired (Android ``<pin-set expiration>``, TrustKit
 ``TSKExpirationDate``): expired pins are not enforced, so the app works but pins nothing.
 Expiry therefore trades bricked user-days for unprotected ones; :func:`expiry_tradeoff`
 tabulates that trade. A pin that broke stays broken: servers do not return to a key once
-rotated away, and the model does not credit a flap back.
+rotated away, and the model does not credit a flap back. A release for which the replay
+has no row (nothing validated to pin that day) is taken as not shipped.
 
 Everything here is a pure function of tidy DataFrames; the time grid comes from the data
 (first release to the host's last observation) or from ``until=``.
