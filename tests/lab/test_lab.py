@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +80,14 @@ def _scenario(text: str, tmp_path: Path) -> Scenario:
     return load_scenario(path)
 
 
-def _descendants(names: tuple[str, ...] = ("pebble", "nginx", "lego")) -> dict[int, str]:
-    """Live processes below this one whose command is one the lab starts."""
+def _descendants(
+    names: tuple[str, ...] = ("pebble", "nginx", "lego"), *, besides: Collection[int] = ()
+) -> dict[int, str]:
+    """Live processes below this one whose command is one the lab starts.
+
+    ``besides`` names processes that were there before (another suite's nginx, kept for
+    the whole session), which are not the lab's to clean up.
+    """
     parents: dict[int, int] = {}
     commands: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -99,6 +105,8 @@ def _descendants(names: tuple[str, ...] = ("pebble", "nginx", "lego")) -> dict[i
         ancestor = parents.get(pid)
         while ancestor is not None and ancestor != os.getpid():
             ancestor = parents.get(ancestor)
+        if pid in besides:
+            continue
         if ancestor == os.getpid() and any(name in command for name in names):
             found[pid] = command
     return found
@@ -136,13 +144,14 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     parent = base / "work"
     parent.mkdir()
     seen: dict[int, str] = {}
+    before = set(_descendants())
     db = base / "lab.duckdb"
     with Store.open(db) as store:
         recorder = LabRecorder(store, scenario)
         result = run_lab(
             scenario,
             base / "out",
-            on_round=lambda i, s: seen.update(_descendants()),
+            on_round=lambda i, s: seen.update(_descendants(besides=before)),
             on_observed=recorder.round,
             workdir_parent=parent,
         )
@@ -263,9 +272,10 @@ count = 2
 def test_nothing_left_after_an_error(tmp_path: Path) -> None:
     scenario = _scenario(TINY, tmp_path)
     seen: dict[int, str] = {}
+    before = set(_descendants())
 
     def fail_at_round_1(round_: int, seconds: float) -> None:
-        seen.update(_descendants())
+        seen.update(_descendants(besides=before))
         if round_ == 1:
             raise RuntimeError("boom")
 
@@ -280,11 +290,12 @@ def test_a_missing_binary_fails_before_anything_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario = _scenario(TINY, tmp_path)
+    before = set(_descendants())
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(LabError, match="'pebble' not found"):
         run_lab(scenario, tmp_path / "out", workdir_parent=tmp_path)
     assert not (tmp_path / "out").exists()
-    assert _descendants() == {}
+    assert _descendants(besides=before) == {}
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -353,6 +364,7 @@ def test_cli_interrupted_leaves_nothing(tmp_path: Path, signum: int) -> None:
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"}
     command = [str(Path(sys.executable).parent / "pinlab"), "lab", "run", str(scenario)]
+    before = set(_descendants())
     process = subprocess.Popen(
         [*command, "--db", str(tmp_path / "x.duckdb")],
         stdout=subprocess.PIPE,
@@ -366,7 +378,7 @@ def test_cli_interrupted_leaves_nothing(tmp_path: Path, signum: int) -> None:
     try:
         assert process.stdout is not None
         for line in process.stdout:
-            seen.update(_descendants())
+            seen.update(_descendants(besides=before))
             if line.startswith("round 1"):
                 break
         assert any("pebble" in c for c in seen.values())
