@@ -151,9 +151,8 @@ def _begin(
         pinlab_version=pinlab_version(),
     )
     writer = IssuanceWriter(
-        store, scan_id=scan.scan_id, log=log, domains=domains, merge_window=options.merge_window
+        store, scan=scan, log=log, domains=domains, merge_window=options.merge_window
     )
-    store.add_scan(scan)
     return scan, writer, start, end
 
 

@@ -178,10 +178,9 @@ def import_crtsh(
         started_at=clock(), finished_at=None, pinlab_version=pinlab_version(),
     )  # fmt: skip
     writer = IssuanceWriter(
-        store, scan_id=scan.scan_id, log=f"crt.sh:{source}", domains=domains,
+        store, scan=scan, log=f"crt.sh:{source}", domains=domains,
         merge_window=len(ordered) + 1,
     )  # fmt: skip
-    store.add_scan(scan)
     total = len(ordered)
     for first in range(0, total, batch_size):
         batch = ordered[first : first + batch_size]

@@ -42,7 +42,7 @@ from pinlab.ct.rows import (
 )
 from pinlab.ct.sth import SignedTreeHead
 from pinlab.errors import MalformedCertificateError
-from pinlab.records import CertificateRow, Observation, Status
+from pinlab.records import CertificateRow, Observation, Scan, Status
 from pinlab.store import Store
 
 __all__ = ["CT_TABLES", "IngestStats", "IssuanceWriter", "Prepared", "create_ct_tables"]
@@ -135,12 +135,14 @@ class IssuanceWriter:
         self,
         store: Store,
         *,
-        scan_id: str,
+        scan: Scan,
         log: str,
         domains: DomainFilter | None,
         merge_window: int = 10_000,
     ) -> None:
-        self.store, self.scan_id, self.log = store, scan_id, log
+        self.store, self.scan, self.log = store, scan, log
+        self.scan_id = scan.scan_id
+        self._scan_stored = False
         self.domains = domains
         self.filter_key = domains.key if domains is not None else "*"
         self.merge_window = merge_window
@@ -241,6 +243,7 @@ class IssuanceWriter:
         finals: list[Prepared] = []
         fresh: list[Prepared] = []
         merged: list[tuple[Prepared | None, Prepared]] = []
+        seen: set[str] = set()  # final certificates of this batch
         for item in prepared:
             if item.precert:
                 if item.key in self.pending:
@@ -250,8 +253,12 @@ class IssuanceWriter:
                     fresh.append(item)
             elif item.key in self.pending:
                 merged.append((self.pending.pop(item.key), item))
+                seen.add(item.key)
+            elif item.key in seen:
+                self.stats.duplicates += 1
             else:
                 finals.append(item)
+                seen.add(item.key)
         keys = [item.key for item in (*fresh, *finals)] + [final.key for _, final in merged]
         existing = self._existing(keys)
         for item in fresh:
@@ -331,6 +338,8 @@ class IssuanceWriter:
                 certificates[row.sha256] = row
         connection = self.store.connection
         with self.store.transaction():
+            if not self._scan_stored:  # with the first batch: a run failing before leaves nothing
+                _insert(self.store, "scans", [self.scan])
             _insert(
                 self.store,
                 "certificates",
@@ -357,6 +366,7 @@ class IssuanceWriter:
                     sth.root_hash if sth else None, self.scan_id, now,
                 ],
             )  # fmt: skip
+        self._scan_stored = True
         self.stats.observations += len(observations)
         self.stats.linked += len({(key, final.index) for key, _, final in links})
 

@@ -17,6 +17,7 @@ __all__ = [
     "EMPTY_ROOT",
     "CompactRange",
     "MerkleTree",
+    "ProofError",
     "leaf_hash",
     "node_hash",
     "root_hash",

@@ -5,28 +5,22 @@
     log = LocalLog()
     issued = log.issue(intermediate, "a.test", timestamp=ms)    # precert logged, SCT embedded
     log.add_certificate(issued.final, issued.chain, timestamp=ms + 1000)
-    with LogServer(log) as server:
-        backfill_log(store, server.url, key=log.key, ...)
     log.write_tiles(directory, origin="127.0.0.1/static")      # the static-ct-api view
+
+:mod:`pinlab.ct.testserver` serves it over HTTP (RFC 6962) and the tiles with nginx.
 
 Precertificates carry the poison extension and are signed by the issuing CA; their final
 certificates embed a real SCT signed by this log over the precert entry. Tree heads are
-signed with ECDSA P-256. :class:`Misbehaviour` makes the server lie on purpose (tampered
-entries, bad tree head signatures, cut responses, a shrunken tree) for the error tests.
+signed with ECDSA P-256.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import threading
-import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cryptography import x509
@@ -40,7 +34,7 @@ from pinlab.ct.static import tile_path
 from pinlab.ct.sth import LogKey, SignedTreeHead, checkpoint_text, digitally_sign
 from pinlab.pki import CA, DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE, PrivateKey, PublicKey
 
-__all__ = ["Issued", "LocalLog", "LogServer", "Misbehaviour"]
+__all__ = ["Issued", "LocalLog"]
 
 _SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
 
@@ -262,139 +256,3 @@ def _sign(builder: x509.CertificateBuilder, ca: CA) -> bytes:
         algorithm = hashes.SHA384()
     certificate = builder.sign(key, algorithm)
     return certificate.public_bytes(serialization.Encoding.DER)
-
-
-# -- the HTTP server ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Misbehaviour:
-    """Ways the server lies; change them while it runs."""
-
-    entries: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
-    """Index -> (leaf_input, extra_data) served instead of the true entry."""
-    bad_signature: bool = False
-    """Serve tree heads whose signature does not verify."""
-    truncate_entries: bool = False
-    """Cut every get-entries body in half (the connection closes early)."""
-    tree_size: int | None = None
-    """Serve the tree head of this size instead of the full tree (smaller: a rewind)."""
-    max_batch: int = 1000
-    """Most entries per get-entries response, as real logs cap them."""
-
-
-class LogServer:
-    """Serves a :class:`LocalLog` over HTTP on ``127.0.0.1`` (RFC 6962 ``ct/v1`` API)."""
-
-    def __init__(self, log: LocalLog, *, sth_timestamp: int | None = None) -> None:
-        self.log = log
-        self.misbehaviour = Misbehaviour()
-        self.sth_timestamp = sth_timestamp
-        self.requests: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """The log's base URL (with a trailing slash)."""
-        assert self._server is not None, "the server is not running"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
-
-    def __enter__(self) -> LogServer:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner.requests.append(self.path)
-                parsed = urllib.parse.urlsplit(self.path)
-                params = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query).items()}
-                try:
-                    status, body, cut = owner.respond(parsed.path, params)
-                except (KeyError, ValueError) as error:
-                    status, body, cut = 400, json.dumps({"error": str(error)}).encode(), False
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if cut:
-                    self.wfile.write(body[: len(body) // 2])
-                    self.close_connection = True
-                else:
-                    self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def served_size(self) -> int:
-        """The tree size the server currently admits to."""
-        size = self.misbehaviour.tree_size
-        return self.log.size if size is None else size
-
-    def respond(self, path: str, params: dict[str, str]) -> tuple[int, bytes, bool]:
-        """(status, body, cut short) of one request."""
-        lie = self.misbehaviour
-        size = self.served_size()
-        if path == "/ct/v1/get-sth":
-            sth = self.log.sth(size, timestamp=self.sth_timestamp)
-            data = sth.to_json()
-            if lie.bad_signature:
-                signature = bytearray(sth.signature)
-                signature[-1] ^= 0x01
-                data["tree_head_signature"] = base64.b64encode(bytes(signature)).decode()
-            return 200, json.dumps(data).encode(), False
-        if path == "/ct/v1/get-entries":
-            start, end = int(params["start"]), int(params["end"])
-            if start < 0 or end < start or start >= size:
-                return 400, b'{"error": "bad range"}', False
-            end = min(end, size - 1, start + lie.max_batch - 1)
-            items = []
-            for index in range(start, end + 1):
-                stored = self.log.stored[index]
-                leaf, extra = lie.entries.get(index, (stored.entry.leaf_input, stored.extra_data))
-                items.append(
-                    {
-                        "leaf_input": base64.b64encode(leaf).decode(),
-                        "extra_data": base64.b64encode(extra).decode(),
-                    }
-                )
-            body = json.dumps({"entries": items}).encode()
-            return 200, body, lie.truncate_entries
-        if path == "/ct/v1/get-proof-by-hash":
-            wanted, tree_size = base64.b64decode(params["hash"]), int(params["tree_size"])
-            for index in range(min(tree_size, self.log.size)):
-                if self.log.tree.levels[0][index] == wanted:
-                    proof = self.log.tree.inclusion_proof(index, tree_size)
-                    encoded = [base64.b64encode(h).decode() for h in proof]
-                    return (
-                        200,
-                        json.dumps({"leaf_index": index, "audit_path": encoded}).encode(),
-                        False,
-                    )
-            return 404, b'{"error": "hash not found"}', False
-        if path == "/ct/v1/get-sth-consistency":
-            proof = self.log.tree.consistency_proof(int(params["first"]), int(params["second"]))
-            encoded = [base64.b64encode(h).decode() for h in proof]
-            return 200, json.dumps({"consistency": encoded}).encode(), False
-        if path == "/ct/v1/get-roots":
-            return 200, b'{"certificates": []}', False
-        return 404, b'{"error": "not found"}', False
