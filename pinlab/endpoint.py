@@ -7,7 +7,7 @@ import re
 
 from pinlab.errors import TargetError
 
-__all__ = ["normalise_hostname", "parse_endpoint"]
+__all__ = ["normalise_hostname", "parse_endpoint", "parse_port"]
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
@@ -48,11 +48,21 @@ def parse_endpoint(text: str, *, default_port: int = 443) -> tuple[str, int]:
         host, port_text = value, ""  # a bare IPv6 address
     else:
         host, _, port_text = value.partition(":")
-    port = default_port
-    if port_text:
-        if not port_text.isdigit():
-            raise TargetError(f"{text!r}: port {port_text!r} is not a number")
-        port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise TargetError(f"{text!r}: port {port} is out of range 1-65535")
+    try:
+        port = parse_port(port_text, default=default_port)
+    except TargetError as error:
+        raise TargetError(f"{text!r}: {error}") from None
     return normalise_hostname(host), port
+
+
+def parse_port(text: str, *, default: int = 443) -> int:
+    """A TCP port number; ``default`` when ``text`` is empty."""
+    text = text.strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise TargetError(f"port {text!r} is not a number")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise TargetError(f"port {port} is out of range 1-65535")
+    return port

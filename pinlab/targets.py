@@ -18,16 +18,14 @@ distinct targets). A bad line yields a :class:`TargetError` naming its line numb
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pinlab.endpoint import normalise_hostname, parse_endpoint, parse_port
 from pinlab.errors import TargetError
 
 __all__ = ["Target", "count_target_lines", "iter_targets", "parse_target_line"]
-
-_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,59 +60,12 @@ class Target:
         return text
 
 
-def _normalise_host(name: str) -> str:
-    text = name.strip().rstrip(".")
-    if not text:
-        raise TargetError("empty host name")
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    if any(ch.isspace() for ch in text):
-        raise TargetError(f"host name {name!r} contains whitespace")
-    try:
-        ascii_name = text.encode("idna").decode("ascii").lower()
-    except UnicodeError as error:
-        raise TargetError(f"host name {name!r} is not a valid IDNA name ({error})") from None
-    if len(ascii_name) > 253 or not all(_LABEL.fullmatch(part) for part in ascii_name.split(".")):
-        raise TargetError(f"host name {name!r} is not a valid DNS name")
-    return ascii_name
-
-
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
-
-
-def _port(text: str, default: int) -> int:
-    text = text.strip()
-    if not text:
-        return default
-    if not text.isdigit():
-        raise TargetError(f"port {text!r} is not a number")
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise TargetError(f"port {port} is out of range 1-65535")
-    return port
-
-
-def _host_port(text: str, default_port: int) -> tuple[str, int]:
-    if text.startswith("["):
-        address, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise TargetError(f"{text!r}: expected [IPv6-address]:port")
-        try:
-            host = str(ipaddress.IPv6Address(address))
-        except ValueError:
-            raise TargetError(f"{text!r}: {address!r} is not an IPv6 address") from None
-        return host, _port(rest[1:], default_port)
-    if text.count(":") > 1:  # a bare IPv6 address
-        return _normalise_host(text), default_port
-    host, _, port_text = text.partition(":")
-    return _normalise_host(host), _port(port_text, default_port)
 
 
 def parse_target_line(line: str, *, default_port: int = 443, sni: bool = True) -> Target | None:
@@ -125,15 +76,15 @@ def parse_target_line(line: str, *, default_port: int = 443, sni: bool = True) -
     if "," in text:
         fields = [field.strip() for field in text.split(",")]
         if len(fields) == 2 and fields[0].isdigit():  # Tranco: rank,domain
-            host, port = _host_port(fields[1], default_port)
+            host, port = parse_endpoint(fields[1], default_port=default_port)
             return _target(host, port, None, sni)
         if len(fields) in (2, 3) and _is_ip(fields[0].strip("[]")):
             ip = str(ipaddress.ip_address(fields[0].strip("[]")))
-            name = _normalise_host(fields[1])
-            port = _port(fields[2], default_port) if len(fields) == 3 else default_port
+            name = normalise_hostname(fields[1])
+            port = parse_port(fields[2], default=default_port) if len(fields) == 3 else default_port
             return Target(name, port, name if sni else None, ip)
         raise TargetError(f"{text!r}: expected 'rank,domain' or 'ip,sni[,port]'")
-    host, port = _host_port(text, default_port)
+    host, port = parse_endpoint(text, default_port=default_port)
     return _target(host, port, None, sni)
 
 

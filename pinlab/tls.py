@@ -75,13 +75,15 @@ def handshake(
 ) -> Handshake:
     """Connect to ``address:port`` (an IP or a name), send ``sni``, return the chain.
 
-    Raises :class:`HandshakeError` for every failure of the network or the peer.
+    Raises :class:`HandshakeError` for every failure of the network or the peer, and
+    ``ValueError`` for a server name that cannot be encoded (a caller's mistake).
     """
     global _DEFAULT_CONTEXT
     if context is None:
         if _DEFAULT_CONTEXT is None:
             _DEFAULT_CONTEXT = client_context()
         context = _DEFAULT_CONTEXT
+    server_name = _server_name(sni)
     deadline = time.monotonic() + timeout
     started = time.perf_counter()
     sock = _connect(address, port, deadline)
@@ -89,8 +91,8 @@ def handshake(
     connected = time.perf_counter()
     try:
         connection = SSL.Connection(context, sock)
-        if sni:
-            connection.set_tlsext_host_name(sni.encode("idna"))
+        if server_name:
+            connection.set_tlsext_host_name(server_name)
         connection.set_connect_state()
         _drive(connection, sock, deadline, peer_ip)
         finished = time.perf_counter()
@@ -104,6 +106,16 @@ def handshake(
     finally:
         sock.close()
     return Handshake(ders, version, cipher, peer_ip, connected - started, finished - connected)
+
+
+def _server_name(sni: str | None) -> bytes | None:
+    """The SNI as bytes, checked before any connection is made."""
+    if not sni:
+        return None
+    try:
+        return sni.encode("idna")
+    except UnicodeError as error:
+        raise ValueError(f"server name {sni!r} cannot be sent as SNI: {error}") from None
 
 
 def _connect(address: str, port: int, deadline: float) -> socket.socket:

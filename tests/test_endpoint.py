@@ -44,3 +44,12 @@ def test_rejects_with_a_reason(text: str, message: str) -> None:
 
 def test_normalise_keeps_ip_addresses() -> None:
     assert normalise_hostname("::0001") == "::1"
+
+
+@pytest.mark.parametrize("sni", ["a..b", "x" * 64 + ".test"])
+def test_unencodable_sni_is_refused_before_connecting(sni: str) -> None:
+    from pinlab.tls import handshake
+
+    # Port 9 (discard) on loopback is never contacted: the name is refused first.
+    with pytest.raises(ValueError, match="cannot be sent as SNI"):
+        handshake("127.0.0.1", 9, sni=sni, timeout=0.5)
