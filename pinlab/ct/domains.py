@@ -13,14 +13,14 @@ A certificate is recorded once under each of its names the list matches (the ``h
 the observation), and under an exact entry that one of its wildcards covers: a host's
 history is then complete whichever way its certificates name it.
 
-Before any parsing, a byte search over the DER discards certificates that cannot match
-(a DNS name sits in the DER as ASCII), which keeps a filtered backfill at log speed.
+Matching is set lookups over a name and its parent domains, so a watch list of any length
+costs the same per certificate; the backfill reads the names straight from the DER
+(:func:`pinlab.ct.rows.dns_names`) and parses only the certificates that match.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -70,10 +70,6 @@ class DomainFilter:
         self._by_parent: dict[str, list[str]] = {}
         for name in self.exact:
             self._by_parent.setdefault(_parent(name), []).append(name)
-        needles = self.exact | self.wildcards | self.subtrees
-        needles |= {"*." + parent for parent in self._by_parent if parent}
-        pattern = b"|".join(re.escape(n.encode()) for n in sorted(needles, key=len, reverse=True))
-        self._prefilter = re.compile(pattern, re.IGNORECASE)
 
     @classmethod
     def from_file(cls, path: str | Path, *, subdomains: bool = False) -> DomainFilter:
@@ -99,10 +95,6 @@ class DomainFilter:
     def key(self) -> str:
         """A digest of the entries: backfill positions are kept per (log, filter)."""
         return hashlib.sha256("\n".join(self.entries).encode()).hexdigest()[:16]
-
-    def may_match(self, der: bytes) -> bool:
-        """False when the DER cannot hold a matching name (a cheap byte search)."""
-        return self._prefilter.search(der) is not None
 
     def match(self, names: Sequence[str]) -> list[str]:
         """The hosts a certificate with these names is recorded under, each once.

@@ -35,6 +35,7 @@ from pinlab.ct.errors import LogMisbehaviourError
 from pinlab.ct.rows import (
     POISON_OID,
     certificate_row,
+    dns_names,
     identities,
     issuance_key,
     strip_extension,
@@ -169,8 +170,10 @@ class IssuanceWriter:
         """
         self.stats.entries += 1
         der = entry.certificate
-        if self.domains is not None and not self.domains.may_match(der):
-            return None
+        if self.domains is not None:
+            quick = dns_names(der)
+            if quick is not None and not self.domains.match(quick):
+                return None
         try:
             leaf = certificate_row(der)
         except MalformedCertificateError:

@@ -17,6 +17,7 @@ every other field of the TBS at once.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,6 +30,7 @@ __all__ = [
     "POISON_OID",
     "SCT_LIST_OID",
     "certificate_row",
+    "dns_names",
     "identities",
     "issuance_key",
     "strip_extension",
@@ -139,6 +141,39 @@ def _fast_row(der: bytes) -> CertificateRow:
         path_length=path_length,
         sans=sans,
     )
+
+
+_SAN_OID = bytes.fromhex("0603551d11")
+
+
+def dns_names(der: bytes) -> list[str] | None:
+    """The SAN DNS names and IP addresses of a DER certificate, read straight from the
+    bytes (a few microseconds); None when there is no SAN or it is not plainly encoded,
+    and the caller must parse the certificate."""
+    at = der.find(_SAN_OID)
+    if at < 0 or der.find(_SAN_OID, at + 5) >= 0:
+        return None
+    try:
+        pos = at + 5
+        if der[pos] == 0x01:  # critical BOOLEAN
+            pos += 3
+        tag, content, end = _header(der, pos)
+        if tag != 0x04:
+            return None
+        tag, pos, stop = _header(der, content)
+        if tag != 0x30 or stop != end or end > len(der):
+            return None
+        names = []
+        while pos < stop:
+            tag, body, next_pos = _header(der, pos)
+            if tag == 0x82:
+                names.append(der[body:next_pos].decode("ascii"))
+            elif tag == 0x87 and next_pos - body in (4, 16):
+                names.append(str(ipaddress.ip_address(der[body:next_pos])))
+            pos = next_pos
+        return names if pos == stop else None
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
 
 
 def identities(row: CertificateRow, der: bytes) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from pinlab.ct.rows import (
     POISON_OID,
     SCT_LIST_OID,
     certificate_row,
+    dns_names,
     issuance_key,
     strip_extension,
     tbs_of,
@@ -105,15 +106,24 @@ def test_fast_rows_equal_the_general_path(pki: tuple[CA, CA], shared_data: Path)
     ders.append(ca.issue_leaf("rsa.test", key=pooled_key(KeyType.RSA2048)).der)
     issued = LocalLog().issue(ca, "p.test", timestamp=1)
     ders += [issued.precert, issued.final]
-    real = sorted(shared_data.rglob("*.pem"))[:40]
+    real = sorted((shared_data / "real-histories").rglob("*.pem"))[:40]
     for path in real:
         try:
             ders += [c.der for c in load_certificate_file(path)]
         except MalformedCertificateError:
             continue
     assert len(ders) > 40
+    quick = 0
     for der in ders:
-        assert certificate_row(der) == _slow(der)
+        row = certificate_row(der)
+        assert row == _slow(der)
+        names = dns_names(der)
+        if names is not None:
+            quick += 1
+            assert sorted(names) == sorted(row.sans or ())
+        else:
+            assert not row.sans or not any(n.endswith(".test") for n in row.sans)
+    assert quick > 20
 
 
 def test_tree_heads_sign_and_verify_with_ecdsa_and_rsa() -> None:
@@ -171,8 +181,6 @@ def test_domain_filter_semantics() -> None:
     assert watch.match(["tree.test", "x.y.tree.test", "*.tree.test"]) == [
         "tree.test", "x.y.tree.test", "*.tree.test",
     ]  # fmt: skip
-    assert watch.may_match(b"...\x82\x0bEXAMPLE.com...")
-    assert not watch.may_match(b"nothing to see")
     subdomains = DomainFilter(["example.com"], subdomains=True)
     assert subdomains.match(["api.example.com"]) == ["api.example.com"]
     assert subdomains.key != DomainFilter(["example.com"]).key
