@@ -228,8 +228,10 @@ class _Engine:
         trust_store: TrustStore,
         clock: Callable[[], datetime],
         writer: _Writer,
+        validation_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.scan, self.options, self.trust_store, self.clock = scan, options, trust_store, clock
+        self.validation_clock = validation_clock
         self.writer = writer
         self.context = client_context()
         self.per_ip = _PerIP(options.per_ip)
@@ -369,8 +371,9 @@ class _Engine:
         if error is not None:
             status = Status.MALFORMED_CERTIFICATE
         else:
+            at = observed_at if self.validation_clock is None else self.validation_clock()
             validation, validation_error = self.validator.validate(
-                parsed, target.validation_name, observed_at
+                parsed, target.validation_name, at
             )
         return _Result(
             self._row(
@@ -428,18 +431,22 @@ def collect(
     trust_store: TrustStore | None = None,
     skip: set[tuple[object, ...]] | None = None,
     observer: Callable[[Observation], None] | None = None,
+    validation_clock: Callable[[], datetime] | None = None,
 ) -> CollectSummary:
     """Collect ``targets`` into ``store`` as observations of ``scan`` (already added).
 
     ``skip`` holds ``Target.key`` values already done (``store.done_keys`` when resuming).
-    ``clock`` gives the UTC time of each observation. ``observer`` is called from the writer
-    thread once per committed observation. The scan is marked finished at the end; if the
-    run is interrupted it stays unfinished, ready for a resume.
+    ``clock`` gives the UTC time of each observation; the validation column is computed at
+    that time too, unless ``validation_clock`` gives another (the rotation lab records a
+    virtual ``clock`` but validates Pebble's real-time-dated chains at real time).
+    ``observer`` is called from the writer thread once per committed observation. The scan
+    is marked finished at the end; if the run is interrupted it stays unfinished, ready for
+    a resume.
     """
     options = options or CollectOptions()
     trust_store = trust_store or TrustStore.certifi()
     writer = _Writer(store, options, observer)
-    engine = _Engine(scan, options, trust_store, clock, writer)
+    engine = _Engine(scan, options, trust_store, clock, writer, validation_clock)
     summary = CollectSummary(scan)
     started = time.perf_counter()
     writer.start()
