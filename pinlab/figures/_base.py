@@ -1,0 +1,87 @@
+"""What every figure module shares: axes on demand, an honest empty plot, percent ticks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STRATEGY_ORDER = (
+    "cert", "leaf-spki", "leaf+backup", "intermediate-spki", "root-spki", "any-in-chain", "ca-set",
+)  # fmt: skip
+"""Strategies from the narrowest pin to the widest: the order of every legend."""
+
+
+def strategy_colours(names: Any) -> dict[str, Any]:
+    """One fixed colour per strategy, warm for leaf pins, cool for CA pins, in every figure."""
+    import seaborn as sns
+
+    palette = sns.color_palette("colorblind", 10)
+    fixed = dict(zip(STRATEGY_ORDER, [palette[i] for i in (3, 1, 8, 2, 0, 4, 7)], strict=True))
+    extra = iter(palette[5:7] + palette[9:])
+    return {str(name): fixed.get(str(name)) or next(extra, "0.5") for name in names}
+
+
+def strategy_order(names: Any) -> list[str]:
+    """``names`` narrowest first (unknown strategies last, by name)."""
+    rank = {name: i for i, name in enumerate(STRATEGY_ORDER)}
+    return sorted({str(n) for n in names}, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def axes(ax: Any, size: tuple[float, float] | None = None) -> Any:
+    """``ax``, or the axes of a new figure (of ``size`` inches, else the theme's size)."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=size) if size else plt.subplots()
+    return ax
+
+
+def empty(ax: Any, title: str, text: str) -> Any:
+    """An axes that says there is nothing to draw, and why."""
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return ax
+
+
+def percent(ax: Any, axis: str = "x", *, whole: float = 100) -> None:
+    """Tick labels as percentages; ``whole`` is the value that means 100 %."""
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(PercentFormatter(whole))
+
+
+def legend_outside(ax: Any, title: str | None = None) -> None:
+    """Move the legend to the right of the axes, where it hides no data."""
+    import seaborn as sns
+
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), title=title)
+
+
+def single_hue_legend(ax: Any, levels: int) -> None:
+    """Drop the legend of a hue with one level: it names what the title already says."""
+    if levels <= 1 and ax.get_legend() is not None:
+        ax.get_legend().remove()
+
+
+def dates(ax: Any, axis: str = "x") -> None:
+    """Concise date ticks (years, then months where room allows)."""
+    import matplotlib.dates as mdates
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+    target.set_major_locator(locator)
+    target.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+
+
+def plain_log_ticks(ax: Any, axis: str = "x") -> None:
+    """Log-scale ticks written as plain numbers (1, 10, 100) rather than powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

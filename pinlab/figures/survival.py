@@ -1,0 +1,193 @@
+"""Figures of pin survival, the root store and CA hierarchies (notebooks 03 and 05)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pinlab.figures._base import (
+    axes,
+    dates,
+    empty,
+    legend_outside,
+    percent,
+    strategy_colours,
+    strategy_order,
+)
+
+__all__ = [
+    "plot_breaks",
+    "plot_ca_timeline",
+    "plot_issuers",
+    "plot_root_lifetimes",
+    "plot_root_store",
+    "plot_semantics",
+    "plot_survival",
+]
+
+
+def plot_survival(
+    curves: pd.DataFrame, semantics: str = "verified", ax: Any = None, *, ci: bool = False
+) -> Any:
+    """Kaplan-Meier curves per strategy (``PinSurvival.survival_function_``), one semantics;
+    ``ci`` adds the 95 % bands (legible for two or three strategies, not seven)."""
+    ax = axes(ax, (8.5, 4.6))
+    title = f"Pin survival by strategy ({semantics} chain)"
+    chosen = curves[curves["semantics"] == semantics] if not curves.empty else curves
+    if chosen.empty:
+        return empty(ax, title, f"no pins replayed under {semantics} semantics")
+    strategies = strategy_order(chosen["strategy"].unique())
+    colours = strategy_colours(strategies)
+    for name in strategies:
+        curve = chosen[chosen["strategy"] == name]
+        colour = colours[name]
+        ax.step(
+            curve["days"], 100 * curve["survival"], where="post", lw=2, color=colour, label=name
+        )
+        if ci:
+            ax.fill_between(
+                curve["days"], 100 * curve["ci_lower"], 100 * curve["ci_upper"],
+                step="post", alpha=0.12, color=colour, lw=0,
+            )  # fmt: skip
+    ax.set(
+        title=title, xlabel="days since the pin was taken", ylabel="pins still accepted (%)",
+        ylim=(0, 102), xlim=(0, None),
+    )  # fmt: skip
+    percent(ax, "y")
+    ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def plot_semantics(summary: pd.DataFrame, ax: Any = None) -> Any:
+    """One-year survival per strategy, verified against presented chain (``.summary``)."""
+    import seaborn as sns
+
+    ax = axes(ax, (8.0, 4.0))
+    title = "Verified versus presented chain: pins alive after one year"
+    if summary.empty:
+        return empty(ax, title, "no pins replayed")
+    shown = summary.assign(alive=100 * summary["survival_1y"])
+    order = strategy_order(shown["strategy"])
+    sns.barplot(
+        shown, x="alive", y="strategy", hue="semantics", order=order,
+        hue_order=sorted(shown["semantics"].unique(), reverse=True), ax=ax,
+    )  # fmt: skip
+    ax.set(title=title, xlabel="pins still accepted after 365 days (%)", ylabel="", xlim=(0, 100))
+    percent(ax, "x")
+    legend_outside(ax, "semantics")
+    return ax
+
+
+def plot_breaks(replayed: pd.DataFrame, semantics: str = "verified", ax: Any = None) -> Any:
+    """When pins broke: the dates of first rejected chains, per strategy."""
+    import seaborn as sns
+
+    ax = axes(ax, (8.5, 3.8))
+    title = f"When pins broke ({semantics} chain)"
+    broken = replayed[(replayed["semantics"] == semantics) & replayed["broken"]]
+    if broken.empty:
+        return empty(ax, title, f"no pin broke under {semantics} semantics")
+    events = broken.groupby(["strategy", "broken_at"]).size().rename("pins").reset_index()
+    order = strategy_order(events["strategy"])
+    events["strategy"] = pd.Categorical(events["strategy"], categories=order, ordered=True)
+    sns.scatterplot(
+        events.sort_values("strategy"), x="broken_at", y="strategy", size="pins",
+        sizes=(20, 300), alpha=0.7, hue="strategy", palette=strategy_colours(order),
+        legend=False, ax=ax,
+    )  # fmt: skip
+    ax.set_yticks(range(len(order)), order)
+    ax.set(title=title, xlabel="date of the first rejected chain", ylabel="")
+    dates(ax)
+    return ax
+
+
+def plot_root_store(changes: pd.DataFrame, ax: Any = None) -> Any:
+    """Roots in Mozilla's store per certifi release, removals marked (``.changes()``)."""
+    import seaborn as sns
+
+    ax = axes(ax, (8.5, 3.8))
+    title = "Mozilla's root store, release by release"
+    if changes.empty:
+        return empty(ax, title, "no certifi release history cached (pinlab truststores fetch)")
+    sns.lineplot(changes, x="released", y="roots", drawstyle="steps-post", ax=ax, label="roots")
+    removed = changes[changes["removed"] > 0]
+    ax.scatter(
+        removed["released"], removed["roots"], s=12 * removed["removed"].clip(upper=20),
+        color=sns.color_palette()[3], alpha=0.8, zorder=3,
+        label="a release removing roots (area: how many)",
+    )  # fmt: skip
+    ax.set(title=title, xlabel="certifi release date", ylabel="roots in the store (count)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    dates(ax)
+    return ax
+
+
+def plot_root_lifetimes(lifetimes: pd.DataFrame, ax: Any = None) -> Any:
+    """Years each removed root had spent in the store (``.root_lifetimes()``)."""
+    import seaborn as sns
+
+    ax = axes(ax)
+    title = "How long removed roots had been trusted"
+    removed = lifetimes[lifetimes["removed"]] if not lifetimes.empty else lifetimes
+    if removed.empty:
+        return empty(ax, title, "no root left the store in the cached history")
+    sns.histplot(removed, x="years_in_store", binwidth=1, ax=ax)
+    first = lifetimes["first_release"].min()
+    ax.set(
+        title=title, ylabel="removed roots (count)",
+        xlabel=f"years in the store before removal (counted from {first:%Y}, the first release)",
+    )  # fmt: skip
+    return ax
+
+
+def plot_ca_timeline(hierarchy: pd.DataFrame, ax: Any = None, *, staging: bool = False) -> Any:
+    """Validity of every CA certificate of a hierarchy (:func:`analysis.le_hierarchy`)."""
+    import seaborn as sns
+
+    shown = hierarchy[hierarchy["staging"] == staging]
+    ax = axes(ax, (9.0, 0.9 + 0.24 * max(len(shown), 1)))
+    title = "Let's Encrypt roots and intermediates: when each could sign"
+    if shown.empty:
+        return empty(ax, title, "no certificates")
+    shown = shown.assign(label=shown["name"] + "  ← " + shown["issuer"])
+    shown = shown.assign(
+        family=shown["key"].map(lambda k: "RSA" if k.startswith("RSA") else "ECDSA")
+    )
+    colours = dict(zip(["RSA", "ECDSA"], sns.color_palette(n_colors=2), strict=True))
+    items = zip(
+        shown["kind"], shown["family"], shown["not_before"], shown["not_after"], strict=True
+    )
+    for row, (kind, family, start, end) in enumerate(items):
+        ax.hlines(row, start, end, color=colours[str(family)], lw=7 if kind == "root" else 4,
+                  linestyles="--" if kind == "cross-sign" else "-")  # fmt: skip
+    ax.set_yticks(range(len(shown)), shown["label"].tolist(), fontsize=8)
+    ax.invert_yaxis()
+    ax.set(title=title, xlabel="validity period (not before to not after)", ylabel="")
+    dates(ax)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([0], [0], color=c, lw=4, label=f"{f} key") for f, c in colours.items()]
+    handles.append(Line2D([0], [0], color="0.3", lw=7, label="self-signed root"))
+    handles.append(Line2D([0], [0], color="0.3", lw=4, ls="--", label="cross-signed root"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(axis="y", visible=False)
+    return ax
+
+
+def plot_issuers(issuers: pd.DataFrame, host: str, ax: Any = None) -> Any:
+    """Which intermediate signed the leaf a host served, at each observation."""
+    import seaborn as sns
+
+    ax = axes(ax, (8.5, 3.4))
+    title = f"{host}: the intermediate behind each leaf"
+    shown = issuers[issuers["host"] == host]
+    if shown.empty:
+        return empty(ax, title, f"no observation of {host}")
+    # Categories take their order of appearance: the first intermediate used on top.
+    shown = shown.sort_values("observed_at")
+    sns.scatterplot(shown, x="observed_at", y="intermediate", hue="key", s=80, ax=ax)
+    ax.set(title=title, xlabel="observed", ylabel="issuing intermediate")
+    dates(ax)
+    legend_outside(ax, "intermediate's key")
+    return ax

@@ -1,0 +1,76 @@
+"""A small store for the notebooks: the real histories plus a tiny scan of a loopback nginx."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pinlab.bench.output import write_results
+from pinlab.bench.pins import run_pins_benchmark
+from pinlab.cli import app
+from pinlab.nginx import NginxFarm, VirtualHost
+from pinlab.pki import CA, KeyType, pooled_key, write_pem
+from pinlab.store import Store
+from pinlab.verify import TrustStore
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))
+IMPORTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Real histories (import) and one collected scan: valid, untrusted, wrong-name and
+    refused targets, P-256 and RSA leaves."""
+    folder = tmp_path_factory.mktemp("notebook-store")
+    db = folder / "small.duckdb"
+    with Store.open(db) as store:
+        store.import_pem(
+            shared_data / "real-histories" / "manifest.csv",
+            now=IMPORTED_AT,
+            trust_store=TrustStore.certifi(),
+            label="real-histories",
+        )
+    root = CA.root("Notebook Root")
+    issuer = root.child_ca("Notebook Intermediate")
+    stranger = CA.root("Stranger Root").child_ca("Stranger Intermediate")
+    leaves = {
+        "ecdsa.nb.test": issuer.issue_leaf("ecdsa.nb.test"),
+        "rsa.nb.test": issuer.issue_leaf("rsa.nb.test", key=pooled_key(KeyType.RSA2048, 0)),
+        "wrong-name.nb.test": issuer.issue_leaf("elsewhere.nb.test"),
+        "untrusted.nb.test": stranger.issue_leaf("untrusted.nb.test"),
+    }
+    hosts = [
+        VirtualHost(name, leaf.cert_pem + leaf.chain_pem, leaf.key_pem)
+        for name, leaf in leaves.items()
+    ]
+    anchors = write_pem(folder / "root.pem", root)
+    with NginxFarm(hosts, workers=1) as farm:
+        lines = [f"127.0.0.1,{name},{farm.port}" for name in leaves]
+        lines.append(f"127.0.0.1,refused.nb.test,{_closed_port()}")
+        targets = folder / "targets.txt"
+        targets.write_text("\n".join(lines) + "\n")
+        result = CliRunner().invoke(
+            app,
+            ["collect", str(targets), "--db", str(db), "--ca-file", str(anchors),
+             "--timeout", "5", "--label", "loopback"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.fixture(scope="session")
+def bench_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quick run of ``pinlab bench pins`` (seconds), as 04 reads it."""
+    target = tmp_path_factory.mktemp("bench") / "bench.json"
+    return write_results(run_pins_benchmark(quick=True), target)

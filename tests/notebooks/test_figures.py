@@ -1,0 +1,103 @@
+"""Figures and tables on stores with nothing to show: axes that say so, never an error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from pinlab import analysis, figures
+from pinlab.history import LEDGER_COLUMNS
+
+matplotlib.use("Agg")
+
+EMPTY_SOURCES: dict[str, Callable[[], pd.DataFrame]] = {
+    "observations": lambda: pd.DataFrame(
+        columns=[
+            "scan_id",
+            "host",
+            "status",
+            "chain",
+            "validation",
+            "connect_ms",
+            "handshake_ms",
+            "observed_at",
+        ]
+    ),
+    "scans": lambda: pd.DataFrame(
+        columns=["scan_id", "source", "label", "started_at", "finished_at"]
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def _empty_frames() -> dict[str, pd.DataFrame]:
+    observations, scans = EMPTY_SOURCES["observations"](), EMPTY_SOURCES["scans"]()
+    scans["started_at"] = pd.to_datetime(scans["started_at"], utc=True)
+    scans["finished_at"] = pd.to_datetime(scans["finished_at"], utc=True)
+    certificates = pd.DataFrame(columns=["sha256", "key_type", "key_size", "curve"])
+    return {
+        "overview": analysis.scan_overview(scans, observations),
+        "counts": analysis.status_counts(observations, scans),
+        "profile": analysis.chain_profile(observations, certificates, scans),
+        "rates": analysis.change_rates(pd.DataFrame(columns=LEDGER_COLUMNS)),
+        "curve": analysis.kaplan_meier(pd.Series(dtype=float), pd.Series(dtype=bool)),
+        "validity": analysis.validity_by_issuance(pd.DataFrame()),
+        "stranded": analysis.stranded_by_day(pd.DataFrame()),
+    }
+
+
+CASES: list[tuple[str, Callable[..., Any], str]] = [
+    ("statuses", figures.plot_statuses, "counts"),
+    ("chain lengths", figures.plot_chain_lengths, "profile"),
+    ("leaf keys", figures.plot_leaf_keys, "profile"),
+    ("validation", figures.plot_validation, "profile"),
+    ("handshake times", figures.plot_handshake_times, "profile"),
+    ("throughput", figures.plot_throughput, "overview"),
+    ("change rates", figures.plot_change_rates, "rates"),
+    ("key survival", figures.plot_key_survival, "curve"),
+    ("validity", figures.plot_validity, "validity"),
+    ("stranded", figures.plot_stranded, "stranded"),
+]
+
+
+@pytest.mark.parametrize(("name", "plot", "frame"), CASES, ids=[c[0] for c in CASES])
+def test_an_empty_frame_gives_axes_that_say_so(name: str, plot: Any, frame: str) -> None:
+    ax = plot(_empty_frames()[frame])
+    assert ax.get_title()
+    assert any(text.get_text().startswith("no ") for text in ax.texts), name
+
+
+@pytest.mark.parametrize(
+    "plot",
+    [figures.plot_survival, figures.plot_semantics, figures.plot_root_store,
+     figures.plot_root_lifetimes, figures.plot_expiry_tradeoff, figures.plot_scenarios,
+     figures.plot_cost_vs_limit, figures.plot_keys_per_host],
+)  # fmt: skip
+def test_empty_derived_tables(plot: Any) -> None:
+    ax = plot(pd.DataFrame())
+    assert any(text.get_text().startswith("no ") for text in ax.texts)
+
+
+def test_common_names() -> None:
+    assert analysis.common_name("CN=R3,O=Let's Encrypt,C=US") == "R3"
+    assert analysis.common_name(r"CN=Acme\, Inc. CA,C=US") == r"Acme\, Inc. CA"
+    assert analysis.common_name("O=No CN") == "O=No CN"
+
+
+def test_key_labels() -> None:
+    assert analysis.key_label("EC", 256, "secp256r1") == "P-256"
+    assert analysis.key_label("EC", 384, None) == "P-384"
+    assert analysis.key_label("RSA", 2048, None) == "RSA-2048"
+    assert analysis.key_label("Ed25519", None, None) == "Ed25519"
+    assert analysis.key_label(None, None, None) == "unknown"
