@@ -81,6 +81,12 @@ def collect_command(
         Path | None, typer.Option(help="Trust anchors (PEM) for validation.")
     ] = None,
     retries: Annotated[int, typer.Option(min=0, help="Retries on timeout/reset.")] = 1,
+    cluster: Annotated[
+        str | None, typer.Option(help="Dask scheduler: collect over it into a dataset (--db DIR).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local Dask workers: collect into --db DIR.")
+    ] = None,
 ) -> None:
     """Collect the certificate chains of every target into the store (a new scan)."""
     with usage_errors():
@@ -93,6 +99,13 @@ def collect_command(
         options = CollectOptions(
             concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries
         )
+        if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.scale
+            from pinlab.commands._cluster import collect_on_cluster
+
+            return collect_on_cluster(
+                source, db, options, anchors, cluster=cluster, workers=workers, port=port,
+                label=label, resume=resume, no_sni=no_sni, total=total,
+            )  # fmt: skip
         with Store.open(db) as store:
             scan, skip = _scan(store, source, options, anchors.name, label, resume, no_sni)
             bad_lines = 0

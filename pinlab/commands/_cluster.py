@@ -1,0 +1,145 @@
+"""``pinlab collect --workers N`` / ``--cluster ADDRESS``: one campaign over Dask workers.
+
+Reached from ``pinlab collect`` (not a command of its own). The library side is
+:mod:`pinlab.scale.cluster`; here live the progress bar, the scan record's parameters and
+the summary, as for a single-process campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pinlab.collect import CollectOptions
+from pinlab.commands._common import err_console
+from pinlab.commands.collect import _MAX_REPORTED_BAD_LINES, _now, _print_summary
+from pinlab.errors import PinlabError, TargetError
+from pinlab.records import Scan
+from pinlab.scale.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
+from pinlab.scale.plan import default_shards
+from pinlab.store import pinlab_version
+from pinlab.targets import iter_targets
+from pinlab.verify import TrustStore
+
+
+def collect_on_cluster(
+    source: Path,
+    dataset: Path,
+    options: CollectOptions,
+    anchors: TrustStore,
+    *,
+    cluster: str | None,
+    workers: int | None,
+    port: int,
+    label: str | None,
+    resume: bool,
+    no_sni: bool,
+    total: int,
+) -> None:
+    """Run the campaign of ``source`` over Dask into the Parquet dataset ``dataset``."""
+    if cluster is not None and workers is not None:
+        raise PinlabError("give --cluster ADDRESS or --workers N, not both")
+    if dataset.suffix == ".duckdb" or dataset.is_file():
+        raise PinlabError(
+            f"{dataset}: --cluster/--workers write a Parquet dataset; pass --db DIRECTORY "
+            "(pinlab.scale.open_store reads it; pinlab.scale.import_dataset merges it)"
+        )
+    bad_lines = 0
+
+    def report(error: TargetError) -> None:
+        nonlocal bad_lines
+        bad_lines += 1
+        if bad_lines <= _MAX_REPORTED_BAD_LINES:
+            err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
+
+    with dask_client(workers=workers, address=cluster) as client:
+        slots = max(1, sum(client.nthreads().values()))
+        scan = unfinished_campaign(dataset, str(source)) if resume else None
+        if scan is not None:
+            err_console.print(f"pinlab: resuming scan {scan.scan_id} (committed shards are kept)")
+        else:
+            if resume:
+                err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
+            scan = _new_scan(source, options, anchors.name, label, no_sni, cluster, workers)
+        columns = (
+            TextColumn("[bold]collect"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[workers]} workers"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            task = progress.add_task("collect", total=total, workers=len(client.nthreads()))
+
+            def advance(event: ShardProgress) -> None:
+                progress.update(task, completed=event.total)
+
+            try:
+                result = run_campaign(
+                    dataset, scan, client=client, clock=_now, options=options,
+                    targets=iter_targets(source, on_error=report, default_port=port,
+                                         sni=not no_sni),
+                    trust_store=anchors, shards=default_shards(total, slots),
+                    on_progress=advance,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                err_console.print("pinlab: interrupted; continue with --resume")
+                raise typer.Exit(130) from None
+            summary = result.summary
+            progress.update(task, total=summary.observations + summary.skipped)
+            progress.update(task, completed=summary.observations + summary.skipped)
+    if bad_lines > _MAX_REPORTED_BAD_LINES:
+        err_console.print(f"pinlab: {bad_lines} bad target lines in all")
+    _print_summary(summary, bad_lines)
+    shards = sum(1 for size in result.plan.sizes if size)
+    err_console.print(
+        f"{shards} shards on {result.workers} workers: {result.ran} collected, "
+        f"{result.already_done} already done, {result.restarted} restarted; dataset {dataset}",
+        markup=False,
+        highlight=False,
+    )
+    if result.failed:
+        first = min(result.failed)
+        err_console.print(
+            f"pinlab: {len(result.failed)} shards failed (shard {first}: "
+            f"{result.failed[first]}); continue with --resume",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _new_scan(
+    source: Path,
+    options: CollectOptions,
+    anchors: str,
+    label: str | None,
+    no_sni: bool,
+    cluster: str | None,
+    workers: int | None,
+) -> Scan:
+    parameters = {
+        "concurrency": options.concurrency,
+        "per_ip": options.per_ip,
+        "rate": options.rate,
+        "timeout": options.timeout,
+        "retries": options.retries,
+        "sni": not no_sni,
+        "trust_store": anchors,
+        "cluster": cluster,
+        "workers": workers,
+    }
+    return Scan(
+        scan_id=uuid.uuid4().hex,
+        source="scan",
+        label=label,
+        targets=str(source),
+        parameters=json.dumps(parameters, sort_keys=True),
+        started_at=_now(),
+        finished_at=None,
+        pinlab_version=pinlab_version(),
+    )
