@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import types
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +35,11 @@ def run_command(
         typer.Option("--out", help="Where truth.csv goes (default: <db stem>-lab/ beside --db)."),
     ] = None,
 ) -> None:
-    """Run a lab scenario: issue, renew, reload nginx, observe each round; write truth.csv."""
-    from pinlab.lab.record import LabRecorder
+    """Run a lab scenario: issue, renew, reload nginx, collect each round; write truth.csv.
+
+    Each round is one scan of source ``lab`` on the virtual clock; the validation column is
+    computed at real time against the run's Pebble roots (written to roots.pem).
+    """
     from pinlab.lab.run import preflight, run_lab
     from pinlab.lab.scenario import load_scenario
     from pinlab.store import Store
@@ -47,7 +51,6 @@ def run_command(
             preflight(spec)
             target = out if out is not None else db.parent / f"{db.stem}-lab"
             with Store.open(db) as store:
-                recorder = LabRecorder(store, spec, source=scenario)
                 console.print(
                     f"lab {spec.name}: {len(spec.hosts)} hosts x {spec.rounds} rounds "
                     f"(virtual clock from {spec.start:%Y-%m-%d}, {spec.days_per_round} days/round)"
@@ -55,16 +58,19 @@ def run_command(
                 result = run_lab(
                     spec,
                     target,
+                    store,
+                    validation_clock=lambda: datetime.now(UTC),
+                    source=scenario,
                     on_round=lambda i, s: console.print(f"round {i}: {s:.2f} s"),
-                    on_observed=recorder.round,
                 )
-                recorder.finish()
     finally:
         signal.signal(signal.SIGTERM, previous)
     total = sum(result.round_seconds)
+    valid = sum(o.observation.validation == "valid" for o in result.observations)
     console.print(
-        f"{len(result.observations)} observations into {db} (scan {recorder.scan.scan_id}, "
-        f"source lab); truth: {result.truth_csv}; {total:.1f} s, "
+        f"{len(result.observations)} observations ({valid} valid) into {db}: "
+        f"{len(result.scans)} scans of source lab (lab run {result.run_id}); "
+        f"truth: {result.truth_csv}; roots: {result.roots_pem}; {total:.1f} s, "
         f"{total / len(result.round_seconds):.2f} s per round"
     )
     if result.mismatches:

@@ -1,90 +1,146 @@
-"""Writing the lab's observations into the pinlab store, as a scan of source ``lab``.
+"""The lab's observations: each round collected by :func:`pinlab.collect.collect`.
 
-Every time written is the lab's **virtual** clock: a round's observations carry
-``start + round x days``, and the scan runs from the scenario's start to its last round, so
-a lab history is never mistaken for real time (the source says ``lab`` as well).
-Validation is left null: Pebble's certificates are dated by the real clock, which the
-virtual one does not follow, so a validity check at the virtual time would say nothing.
+The lab observes exactly as a campaign against the internet would: one collector run per
+round over every lab host (``Target(host, nginx port, sni=host, ip=127.0.0.1)``), written
+into the store by the collector itself. A repeated run of the same targets is a new scan,
+so each round is **one scan** of source ``lab``, labelled ``lab:<scenario> round <i>``; its
+parameters (JSON) hold the round, the run id shared by all rounds of one lab run, the
+scenario and the trust anchors.
+
+**Two clocks.** ``observed_at`` (and the scan's start and end) is the lab's **virtual**
+clock, start + round x days, so that a lab history spans months and is never mistaken for
+real time (the source says ``lab`` as well). The **validation column** is computed at the
+**real** time of the handshake (``validation_clock``), against every Pebble root the run
+has started so far (rolled-over and second-CA roots included): Pebble dates its
+certificates by the real clock, so validating them at the virtual time would only ever say
+``untrusted`` (not yet valid, or long expired). A lab observation is ``valid`` when the
+chain built to a Pebble root and named the host at the moment it was served.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from pinlab.certs import Certificate
-from pinlab.lab.run import Observed
+from pinlab.collect import CollectOptions, collect
+from pinlab.lab.pebble import HOST
 from pinlab.lab.scenario import Scenario
-from pinlab.records import CertificateRow, Observation, Scan
+from pinlab.records import Observation, Scan
 from pinlab.store import Store, pinlab_version
+from pinlab.targets import Target
+from pinlab.verify import TrustStore
 
-__all__ = ["LabRecorder"]
+__all__ = ["LabRecorder", "Observed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One lab host in one round, as the collector stored it."""
+
+    round: int
+    observation: Observation
+
+    @property
+    def host(self) -> str:
+        """The lab host (also the SNI sent)."""
+        return self.observation.host
+
+    @property
+    def status(self) -> str:
+        """``ok`` or the failure's status."""
+        return self.observation.status
+
+    @property
+    def leaf_sha256(self) -> str | None:
+        """Hex SHA-256 of the presented leaf, None when nothing was presented."""
+        return self.observation.chain[0] if self.observation.chain else None
 
 
 class LabRecorder:
-    """Records one lab run into ``store``: one scan, one batch of observations per round."""
+    """Collects each round of one lab run into ``store``: one scan of source ``lab`` each.
 
-    def __init__(self, store: Store, scenario: Scenario, *, source: Path | None = None) -> None:
+    ``validation_clock`` gives the real time the validation column is computed at (see the
+    module's docstring); ``source`` is the scenario file, recorded as the scans' targets.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        scenario: Scenario,
+        *,
+        validation_clock: Callable[[], datetime],
+        source: Path | None = None,
+    ) -> None:
         self.store = store
         self.scenario = scenario
-        self.scan = Scan(
+        self.validation_clock = validation_clock
+        self.source = str(source.resolve()) if source is not None else None
+        self.run_id = uuid.uuid4().hex
+        self.scans: list[Scan] = []
+
+    def observe(self, round_: int, port: int, trust_store: TrustStore) -> list[Observed]:
+        """Collect every lab host on ``127.0.0.1:port`` as the scan of round ``round_``.
+
+        Returns what the collector stored for that scan (read back from the store), one
+        row per host; failures are rows too.
+        """
+        at = self.scenario.observed_at(round_)
+        scan = self._scan(round_, at, trust_store)
+        self.store.add_scan(scan)
+        self.scans.append(scan)
+        targets = [Target(h.name, port, h.name, HOST) for h in self.scenario.hosts]
+        concurrency = self.scenario.concurrency
+        collect(
+            targets,
+            self.store,
+            scan,
+            clock=lambda: at,
+            # Every lab host is one address (loopback): the per-IP limit is the global one.
+            options=CollectOptions(concurrency=concurrency, per_ip=concurrency),
+            trust_store=trust_store,
+            validation_clock=self.validation_clock,
+        )
+        return [Observed(round_, row) for row in stored_observations(self.store, scan.scan_id)]
+
+    def _scan(self, round_: int, at: datetime, trust_store: TrustStore) -> Scan:
+        scenario = self.scenario
+        parameters = {
+            "lab_run": self.run_id,
+            "scenario": scenario.name,
+            "round": round_,
+            "rounds": scenario.rounds,
+            "days_per_round": scenario.days_per_round,
+            "hosts": len(scenario.hosts),
+            "virtual_clock": True,
+            "validation_clock": "real",
+            "trust_store": trust_store.name,
+            "trust_anchors": sorted(root.sha256 for root in trust_store.roots),
+        }
+        return Scan(
             scan_id=uuid.uuid4().hex,
             source="lab",
-            label=f"lab:{scenario.name}",
-            targets=str(source.resolve()) if source is not None else None,
-            parameters=json.dumps(
-                {
-                    "scenario": scenario.name,
-                    "rounds": scenario.rounds,
-                    "days_per_round": scenario.days_per_round,
-                    "hosts": len(scenario.hosts),
-                    "virtual_clock": True,
-                },
-                sort_keys=True,
-            ),
-            started_at=scenario.start,
+            label=f"lab:{scenario.name} round {round_}",
+            targets=self.source,
+            parameters=json.dumps(parameters, sort_keys=True),
+            started_at=at,
             finished_at=None,
             pinlab_version=pinlab_version(),
         )
-        store.add_scan(self.scan)
 
-    def round(self, observed: Sequence[Observed]) -> None:
-        """Store the observations of one round (and their certificates) in one batch."""
-        certificates: dict[str, CertificateRow] = {}
-        rows = []
-        for item in observed:
-            chain = [Certificate.from_der(der) for der in item.chain]
-            for certificate in chain:
-                certificates[certificate.sha256] = CertificateRow.from_certificate(certificate)
-            shake = item.handshake
-            rows.append(
-                Observation(
-                    scan_id=self.scan.scan_id,
-                    host=item.host,
-                    port=item.port,
-                    sni=item.host,
-                    ip=shake.peer_ip if shake is not None else None,
-                    target_ip="127.0.0.1",
-                    observed_at=item.observed_at,
-                    status=item.status,
-                    error=item.error,
-                    tls_version=shake.tls_version if shake is not None else None,
-                    cipher=shake.cipher if shake is not None else None,
-                    chain=tuple(c.sha256 for c in chain),
-                    validation=None,
-                    validation_error=None,
-                    connect_ms=shake.connect_seconds * 1000 if shake is not None else None,
-                    handshake_ms=shake.handshake_seconds * 1000 if shake is not None else None,
-                    attempts=1,
-                    source_extra=json.dumps({"round": item.round}),
-                )
-            )
-        self.store.write(rows, certificates.values())
 
-    def finish(self) -> None:
-        """Mark the scan finished at the virtual time of the last round."""
-        self.store.finish_scan(
-            self.scan.scan_id, at=self.scenario.observed_at(self.scenario.rounds - 1)
-        )
+def stored_observations(store: Store, scan_id: str) -> Sequence[Observation]:
+    """The observations of one scan, as records, in host order."""
+    cursor = store.connection.execute(
+        "SELECT * FROM observations WHERE scan_id = ? ORDER BY host, port", [scan_id]
+    )
+    names = [d[0] for d in cursor.description or ()]
+    rows = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        row["chain"] = tuple(row["chain"] or ())
+        rows.append(Observation(**row))
+    return rows

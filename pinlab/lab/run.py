@@ -1,14 +1,16 @@
-"""The lab's rounds: renew what is due, reload the TLS server, observe, write the truth.
+"""The lab's rounds: renew what is due, reload the TLS server, collect, write the truth.
 
 Round 0 issues a certificate to every host; round i > 0 renews the hosts whose group is
 due (``renew_every``, or a CA switch), after restarting the Pebble of any CA that rolls over
 at i. Orders run concurrently. Then the TLS server (nginx, one SNI virtual host per lab
-host) is reloaded and every host is observed with a real handshake, stamped with the
-virtual time of the round (start + i x days).
+host) is reloaded and every host is collected into the store by the collector, as one scan
+of source ``lab`` stamped with the virtual time of the round (start + i x days) and
+validated at real time against every Pebble root of the run (:mod:`pinlab.lab.record`).
 
 The **truth** (``truth.csv``) is derived from lego's output files alone, independently of
-what was observed: it is the oracle later stages are tested against. The observations are
-one function, :func:`observe`, so that the collector can replace it.
+what was observed: it is the oracle later stages are tested against. Each round, what the
+collector stored is compared with it; a leaf that differs is a mismatch. ``roots.pem``
+beside it holds the Pebble roots (the trust store of the validation column).
 
 Everything runs in one temporary folder that is removed at the end, and every process
 started is stopped, on success, on error and on Ctrl-C.
@@ -21,7 +23,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,71 +34,34 @@ from cryptography import x509
 from pinlab.certs import Certificate, load_certificates
 from pinlab.lab.acme import Issued, Lego
 from pinlab.lab.errors import LabError
-from pinlab.lab.pebble import HOST, Pebble, PebbleTLS, make_tls, require_binary
+from pinlab.lab.pebble import Pebble, PebbleTLS, make_tls, require_binary
+from pinlab.lab.record import LabRecorder, Observed
 from pinlab.lab.scenario import Host, Scenario
 from pinlab.lab.truth import TruthRow, write_truth
 from pinlab.nginx import NginxError, NginxFarm, VirtualHost
-from pinlab.tls import Handshake, HandshakeError, handshake
+from pinlab.records import Scan
+from pinlab.store import Store
+from pinlab.verify import TrustStore
 
-__all__ = [
-    "LabResult",
-    "Observed",
-    "observe",
-    "run_lab",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """One handshake with a lab host, at the virtual time of its round; failures too."""
-
-    host: str
-    port: int
-    round: int
-    observed_at: datetime
-    status: str
-    """``ok`` or the :class:`~pinlab.tls.HandshakeError` status."""
-    error: str | None
-    handshake: Handshake | None
-    """The handshake (presented chain, version, cipher, timings); None when it failed."""
-
-    @property
-    def chain(self) -> tuple[bytes, ...]:
-        """The presented chain, DER, in the order sent (empty when the handshake failed)."""
-        return self.handshake.chain if self.handshake is not None else ()
-
-    @property
-    def leaf_sha256(self) -> str | None:
-        """Hex SHA-256 of the presented leaf, None when nothing was presented."""
-        return Certificate.from_der(self.chain[0]).sha256 if self.chain else None
+__all__ = ["LabResult", "run_lab"]
 
 
 @dataclass(frozen=True, slots=True)
 class LabResult:
     """What a lab run produced."""
 
+    run_id: str
+    """Shared by the run's scans (``lab_run`` in their parameters)."""
     truth: tuple[TruthRow, ...]
     observations: tuple[Observed, ...]
+    """What the collector stored, read back from the store, round by round."""
+    scans: tuple[Scan, ...]
+    """The store's scans of this run, one per round (index = round)."""
     truth_csv: Path
+    roots_pem: Path
     round_seconds: tuple[float, ...]
     mismatches: tuple[tuple[str, int], ...]
-    """(host, round) where the observed leaf is not the one the truth says was served."""
-
-
-def observe(
-    hosts: Sequence[str], port: int, *, round_: int, at: datetime, concurrency: int = 8
-) -> list[Observed]:
-    """Handshake with every host on ``127.0.0.1:port`` (SNI = host); failures are rows."""
-
-    def one(host: str) -> Observed:
-        try:
-            result = handshake(HOST, port, sni=host, timeout=10.0)
-        except HandshakeError as error:
-            return Observed(host, port, round_, at, error.status, error.message, None)
-        return Observed(host, port, round_, at, "ok", None, result)
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return list(pool.map(one, hosts))
+    """(host, round) where the stored leaf is not the one the truth says was served."""
 
 
 @dataclass
@@ -156,24 +121,29 @@ def preflight(scenario: Scenario) -> None:
 def run_lab(
     scenario: Scenario,
     out: Path,
+    store: Store,
     *,
+    validation_clock: Callable[[], datetime],
+    source: Path | None = None,
     on_round: Callable[[int, float], None] | None = None,
-    on_observed: Callable[[Sequence[Observed]], None] | None = None,
     workdir_parent: Path | None = None,
 ) -> LabResult:
-    """Run every round of ``scenario``; write ``truth.csv`` into ``out``; clean up.
+    """Run every round of ``scenario`` into ``store``; write ``truth.csv`` into ``out``.
 
-    ``on_observed`` receives each round's observations (to store them, see
-    :class:`pinlab.lab.record.LabRecorder`); ``on_round`` the round and its seconds.
-    Files are made under a temporary folder in ``workdir_parent`` (the system's default
-    when None), removed at the end whatever happens.
+    Each round is collected into ``store`` as one scan of source ``lab`` on the virtual
+    clock; ``validation_clock`` is the real clock the validation column is computed at
+    (Pebble dates its certificates by it; see :mod:`pinlab.lab.record`). ``source`` (the
+    scenario file) is recorded as the scans' targets. ``on_round`` receives the round and
+    its seconds. Files are made under a temporary folder in ``workdir_parent`` (the
+    system's default when None), removed at the end whatever happens.
     """
     preflight(scenario)
     out.mkdir(parents=True, exist_ok=True)
+    recorder = LabRecorder(store, scenario, validation_clock=validation_clock, source=source)
     workdir = Path(tempfile.mkdtemp(prefix="pinlab-lab-", dir=workdir_parent))
     try:
         with contextlib.ExitStack() as stack:
-            return _run(scenario, out, workdir, stack, on_round, on_observed)
+            return _run(scenario, out, workdir, stack, recorder, on_round)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -201,8 +171,8 @@ def _run(
     out: Path,
     workdir: Path,
     stack: contextlib.ExitStack,
+    recorder: LabRecorder,
     on_round: Callable[[int, float], None] | None,
-    on_observed: Callable[[Sequence[Observed]], None] | None,
 ) -> LabResult:
     tls = make_tls(workdir)
     used = {g.ca for g in scenario.groups} | {
@@ -215,9 +185,11 @@ def _run(
             ca.pebble.stop()
 
     stack.callback(stop_all)
+    anchors: dict[str, Certificate] = {}  # every root of the run, rolled over or not
     for spec in scenario.cas:
         if spec.name in used:
             cas[spec.name] = _start_ca(scenario, spec.name, workdir, tls, 0)
+            anchors.update((root.sha256, root) for root in cas[spec.name].roots)
     lego = Lego(workdir, tls.root_pem, domain=scenario.domain)
     hosts = scenario.hosts
     states = {host.name: _HostState() for host in hosts}
@@ -233,6 +205,7 @@ def _run(
                 old = cas[spec.name]
                 old.pebble.stop()
                 cas[spec.name] = _start_ca(scenario, spec.name, workdir, tls, old.epoch + 1)
+                anchors.update((root.sha256, root) for root in cas[spec.name].roots)
         due = [h for h in hosts if h.group.renews_at(round_)]
         with ThreadPoolExecutor(max_workers=scenario.concurrency) as pool:
             futures = [pool.submit(_order, lego, h, states[h.name], cas, round_) for h in due]
@@ -260,22 +233,41 @@ def _run(
             row = _truth_row(host, states[host.name], cas, round_, at)
             states[host.name].row = row
             truth.append(row)
-        seen = observe(
-            [h.name for h in hosts], server.port, round_=round_, at=at,
-            concurrency=scenario.concurrency,
-        )  # fmt: skip
+        trust_store = TrustStore.from_certificates(
+            anchors.values(), name=f"lab:{scenario.name} Pebble roots ({len(anchors)})"
+        )
+        seen = recorder.observe(round_, server.port, trust_store)
         observations.extend(seen)
-        if on_observed is not None:
-            on_observed(seen)
         expected = {row.host: row.leaf_sha256 for row in truth[-len(hosts) :]}
-        mismatches.extend((o.host, round_) for o in seen if o.leaf_sha256 != expected[o.host])
+        mismatches.extend(_mismatches(expected, seen, round_))
         seconds.append(time.perf_counter() - started)
         if on_round is not None:
             on_round(round_, seconds[-1])
     truth_csv = write_truth(truth, out / "truth.csv")
+    roots_pem = _write_roots(anchors.values(), out / "roots.pem")
     return LabResult(
-        tuple(truth), tuple(observations), truth_csv, tuple(seconds), tuple(mismatches)
+        recorder.run_id,
+        tuple(truth),
+        tuple(observations),
+        tuple(recorder.scans),
+        truth_csv,
+        roots_pem,
+        tuple(seconds),
+        tuple(mismatches),
     )
+
+
+def _mismatches(
+    expected: Mapping[str, str], seen: Sequence[Observed], round_: int
+) -> list[tuple[str, int]]:
+    """Hosts whose stored leaf differs from the truth, or that the store lacks."""
+    stored = {o.host: o.leaf_sha256 for o in seen}
+    return [(host, round_) for host, leaf in expected.items() if stored.get(host) != leaf]
+
+
+def _write_roots(roots: Iterable[Certificate], path: Path) -> Path:
+    path.write_text("".join(root.to_pem() for root in roots), encoding="ascii")
+    return path
 
 
 def _virtual_host(lego: Lego, host: str) -> VirtualHost:

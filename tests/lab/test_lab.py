@@ -1,29 +1,50 @@
 """The rotation lab, for real: Pebble, lego and nginx on loopback, real ACME orders.
 
 One small scenario runs once for the module (6 hosts x 4 rounds, every policy, a rollover
-and a CA switch); the tests read its truth, its observations and its store scan. Other
-tests break runs on purpose and check that nothing is left running or on disk.
+and a CA switch), observed by the collector; the tests read its truth, what the collector
+stored (one scan per round) and the renewal ledger derived from it. Other tests break runs
+on purpose and check that nothing is left running or on disk.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from pinlab.certs import Certificate, load_certificate_file
 from pinlab.cli import app
-from pinlab.lab import LabError, LabResult, ScenarioError, TruthRow, load_scenario, run_lab
-from pinlab.lab.record import LabRecorder
+from pinlab.history import renewal_ledger
+from pinlab.lab import (
+    LabError,
+    LabResult,
+    Observed,
+    ScenarioError,
+    TruthRow,
+    load_scenario,
+    run_lab,
+)
+from pinlab.lab.run import _mismatches
 from pinlab.lab.scenario import Policy, Scenario, parse_scenario
+from pinlab.records import Observation
 from pinlab.store import Store
+from pinlab.verify import TrustStore, verify_chain
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,17 +149,17 @@ def _alive(processes: dict[int, str]) -> dict[int, str]:
 @dataclass
 class Run:
     result: LabResult
+    scenario: Scenario
     workdir_parent: Path
     processes: dict[int, str]
     db: Path
-    scan_id: str
 
     def rows(self, host: str) -> list[TruthRow]:
         return sorted((r for r in self.result.truth if r.host == host), key=lambda r: r.round)
 
 
 @pytest.fixture(scope="module")
-def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     base = tmp_path_factory.mktemp("lab")
     scenario = _scenario(SMALL, base)
     parent = base / "work"
@@ -147,16 +168,15 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     before = set(_descendants())
     db = base / "lab.duckdb"
     with Store.open(db) as store:
-        recorder = LabRecorder(store, scenario)
         result = run_lab(
             scenario,
             base / "out",
+            store,
+            validation_clock=_now,
             on_round=lambda i, s: seen.update(_descendants(besides=before)),
-            on_observed=recorder.round,
             workdir_parent=parent,
         )
-        recorder.finish()
-    return Run(result, parent, seen, db, recorder.scan.scan_id)
+    return Run(result, scenario, parent, seen, db)
 
 
 def test_observed_leaves_equal_truth(lab_run: Run) -> None:
@@ -231,19 +251,110 @@ def test_switching_ca_changes_issuer(lab_run: Run) -> None:
     assert rows[3].chain_length == 3  # the secondary CA has two intermediates
 
 
-def test_store_holds_a_lab_scan_on_the_virtual_clock(lab_run: Run) -> None:
+def test_store_holds_one_lab_scan_per_round_on_the_virtual_clock(lab_run: Run) -> None:
     with Store.open(lab_run.db, read_only=True) as store:
         scans = store.scans_df()
-        observations = store.observations_df(lab_run.scan_id)
-    assert list(scans["source"]) == ["lab"]
+        observations = store.observations_df()
+    assert list(scans["source"]) == ["lab"] * 4
+    assert list(scans["scan_id"]) == [scan.scan_id for scan in lab_run.result.scans]
+    assert list(scans["label"]) == [f"lab:small round {i}" for i in range(4)]
+    parameters = [json.loads(text) for text in scans["parameters"]]
+    assert [p["round"] for p in parameters] == [0, 1, 2, 3]
+    assert {p["lab_run"] for p in parameters} == {lab_run.result.run_id}
+    assert all(p["virtual_clock"] and p["validation_clock"] == "real" for p in parameters)
+    virtual = [lab_run.scenario.observed_at(i) for i in range(4)]
+    assert list(scans["started_at"]) == virtual
+    assert list(scans["finished_at"]) == virtual
     days = sorted({t.isoformat()[:10] for t in observations["observed_at"]})
     assert days == ["2024-06-01", "2024-06-11", "2024-06-21", "2024-07-01"]
+    round_of = {scan.scan_id: i for i, scan in enumerate(lab_run.result.scans)}
     stored = {
-        (row.host, row.observed_at.isoformat()[:10]): row.chain[0]
-        for row in observations.itertuples()
+        (str(row["host"]), round_of[str(row["scan_id"])]): str(row["chain"][0])
+        for row in observations.to_dict("records")
     }
-    truth = {(r.host, r.observed_at.isoformat()[:10]): r.leaf_sha256 for r in lab_run.result.truth}
+    truth = {(r.host, r.round): r.leaf_sha256 for r in lab_run.result.truth}
     assert stored == truth
+    assert set(observations["target_ip"]) == {"127.0.0.1"}
+    assert (observations["sni"] == observations["host"]).all()
+
+
+def test_result_observations_are_what_the_store_holds(lab_run: Run) -> None:
+    with Store.open(lab_run.db, read_only=True) as store:
+        frame = store.observations_df()
+    stored = {
+        (str(row["scan_id"]), str(row["host"])): tuple(row["chain"])
+        for row in frame.to_dict("records")
+    }
+    result = {
+        (o.observation.scan_id, o.host): o.observation.chain for o in lab_run.result.observations
+    }
+    assert result == stored
+
+
+def test_validation_is_valid_at_real_time_against_every_pebble_root(lab_run: Run) -> None:
+    observations = lab_run.result.observations
+    assert {o.observation.validation for o in observations} == {"valid"}
+    # The slow host serves its epoch-0 chain after the rollover: the old root stays trusted.
+    slow = [o for o in observations if o.host == "slow-01.pinlab.test" and o.round == 2]
+    assert slow[0].observation.validation == "valid"
+    # Every root of the run: primary before and after its rollover, secondary and its
+    # alternate; the scans name the anchors that they were validated against.
+    roots = load_certificate_file(lab_run.result.roots_pem)
+    assert len(roots) == 4
+    assert {r.root_sha256 for r in lab_run.result.truth} < {r.sha256 for r in roots}
+    anchors = json.loads(lab_run.result.scans[-1].parameters)["trust_anchors"]
+    assert sorted(anchors) == sorted(r.sha256 for r in roots)
+
+
+def test_validation_at_the_virtual_time_would_say_untrusted(lab_run: Run) -> None:
+    # Why the lab validates at real time: Pebble dates leaves by the real clock, so at the
+    # virtual observed_at (2024) they are not yet valid.
+    with Store.open(lab_run.db, read_only=True) as store:
+        certificates = store.certificates_df()
+    der = dict(zip(certificates["sha256"], map(bytes, certificates["der"]), strict=True))
+    store_ = TrustStore.from_certificates(
+        load_certificate_file(lab_run.result.roots_pem), name="pebble"
+    )
+    seen = lab_run.result.observations[0].observation
+    chain = [Certificate.from_der(der[digest]) for digest in seen.chain]
+    assert verify_chain(chain, hostname=seen.host, at=_now(), trust_store=store_).ok
+    at_virtual = verify_chain(chain, hostname=seen.host, at=seen.observed_at, trust_store=store_)
+    assert at_virtual.failure is not None
+    assert at_virtual.failure.value == "untrusted"
+
+
+def test_ledger_of_a_lab_run_agrees_with_truth_on_key_reuse(lab_run: Run) -> None:
+    with Store.open(lab_run.db, read_only=True) as store:
+        ledger = renewal_ledger(store.observations_df(), store.certificates_df())
+    round_at = {lab_run.scenario.observed_at(i): i for i in range(lab_run.scenario.rounds)}
+    derived = {
+        (str(row["host"]), round_at[pd.Timestamp(row["new_first_seen"]).to_pydatetime()]): (
+            str(row["new_sha256"]), bool(row["key_reused"]), bool(row["issuer_key_changed"])
+        )
+        for row in ledger.to_dict("records")
+    }  # fmt: skip
+    truth = {
+        (r.host, r.round): (r.leaf_sha256, r.key_reused, r.issuer_key_changed)
+        for r in lab_run.result.truth
+        if r.renewed and r.round > 0
+    }
+    assert derived == truth
+    assert any(reused for _, reused, _ in truth.values())
+    assert not all(reused for _, reused, _ in truth.values())
+
+
+def test_a_stored_leaf_unlike_the_truth_is_a_mismatch() -> None:
+    def seen(host: str, chain: tuple[str, ...], status: str = "ok") -> Observed:
+        at = datetime(2024, 6, 1, tzinfo=UTC)
+        row = Observation(
+            "s", host, 443, host, "127.0.0.1", "127.0.0.1", at, status, None, None, None,
+            chain, None, None, None, None, 1,
+        )  # fmt: skip
+        return Observed(2, row)
+
+    expected = {"a": "aa", "b": "bb", "c": "cc", "d": "dd"}
+    stored = [seen("a", ("aa", "root")), seen("b", ("xx",)), seen("c", (), "timeout")]
+    assert _mismatches(expected, stored, 2) == [("b", 2), ("c", 2), ("d", 2)]
 
 
 def test_nothing_left_after_a_normal_run(lab_run: Run) -> None:
@@ -279,8 +390,15 @@ def test_nothing_left_after_an_error(tmp_path: Path) -> None:
         if round_ == 1:
             raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        run_lab(scenario, tmp_path / "out", on_round=fail_at_round_1, workdir_parent=tmp_path)
+    with Store.open(tmp_path / "x.duckdb") as store, pytest.raises(RuntimeError, match="boom"):
+        run_lab(
+            scenario,
+            tmp_path / "out",
+            store,
+            validation_clock=_now,
+            on_round=fail_at_round_1,
+            workdir_parent=tmp_path,
+        )
     assert any("pebble" in c for c in seen.values())
     assert _alive(seen) == {}
     assert not any(p.name.startswith("pinlab-lab-") for p in tmp_path.iterdir())
@@ -292,8 +410,10 @@ def test_a_missing_binary_fails_before_anything_starts(
     scenario = _scenario(TINY, tmp_path)
     before = set(_descendants())
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    with pytest.raises(LabError, match="'pebble' not found"):
-        run_lab(scenario, tmp_path / "out", workdir_parent=tmp_path)
+    with Store.open(tmp_path / "x.duckdb") as store, pytest.raises(LabError, match="'pebble'"):
+        run_lab(scenario, tmp_path / "out", store, validation_clock=_now, workdir_parent=tmp_path)
+    with Store.open(tmp_path / "x.duckdb", read_only=True) as store:
+        assert store.scans_df().empty
     assert not (tmp_path / "out").exists()
     assert _descendants(besides=before) == {}
 
