@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pinlab.bench.scale import farm_hosts
+from pinlab.bench.scale import farm_hosts, start_farm
 from pinlab.nginx import NginxFarm
 from pinlab.pki import CA
 from pinlab.scale.cluster import dask_client
@@ -24,7 +24,7 @@ class ScaleFarm:
 def scale_farm() -> Iterator[ScaleFarm]:
     """nginx serving 16 wildcard hosts (``*.hN.scale.test``), P-256 and RSA leaves."""
     root, hosts = farm_hosts(16)
-    with NginxFarm(hosts, workers=2) as nginx:
+    with start_farm(hosts) as nginx:
         yield ScaleFarm(nginx, root, len(hosts))
 
 
