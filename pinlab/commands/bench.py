@@ -153,6 +153,33 @@ def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, O
             console.print(f"wrote {written}", markup=False, highlight=False)
 
 
+def scale(
+    quick: Annotated[bool, QUICK] = False,
+    out: Annotated[Path | None, OUT] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Keep the synthetic dataset here (reused).")
+    ] = None,
+) -> None:
+    """Campaigns over 1-4 Dask workers; ledger and survival over 10M hosts (bench.scale)."""
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+    from pinlab.bench.scale import run_scale_benchmark
+
+    with usage_errors():
+        if out is not None:
+            check_suffix(out)
+
+        def say(text: str) -> None:
+            err_console.print(f"bench scale: {text}", markup=False, highlight=False)
+
+        frame = run_scale_benchmark(quick=quick, directory=data, progress=say)
+        console.print(_frame_table(frame, "pinlab bench scale"))
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group to the ``pinlab`` command."""
     group = typer.Typer(
@@ -162,4 +189,5 @@ def register(app: typer.Typer) -> None:
     )
     group.command("pins")(pins)
     group.command("collect")(collect)
+    group.command("scale")(scale)
     app.add_typer(group)

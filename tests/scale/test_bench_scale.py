@@ -1,0 +1,26 @@
+"""``pinlab bench scale --quick``: the scale benchmark runs end to end in CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pinlab.cli import app
+
+
+def test_quick_scale_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    result = CliRunner().invoke(app, ["bench", "scale", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    campaigns = [row for row in rows if row["part"] == "campaign"]
+    assert [row["step"] for row in campaigns] == ["single process", "2 workers"]
+    assert all(row["identical"] for row in campaigns)
+    assert campaigns[1]["startup_seconds"] > 0
+    steps = {row["step"]: row for row in rows if row["part"] == "analysis"}
+    assert set(steps) >= {"ledger (DuckDB over Parquet)", "survival (pandas replay, sample)"}
+    for row in steps.values():  # a figure, or a note saying why there is none
+        assert row["seconds"] is not None or row["note"].startswith("not measured")
+    assert steps["survival (pandas replay, sample)"]["peak_rss_mb"] > 0
