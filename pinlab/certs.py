@@ -9,13 +9,14 @@ again. The SPKI digest is taken over the bytes the certificate itself encodes (s
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -64,36 +65,82 @@ _CURVE_LABELS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
+_DESCRIPTIVE = ("subject", "issuer", "serial", "not_before", "not_after", "_key", "_constraints",
+                "sans")  # fmt: skip
+
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+def _field(compute: Callable[[Certificate], _T]) -> functools.cached_property[_T]:
+    """A descriptive field: computed once on first use, parse failures made clean errors."""
+
+    @functools.wraps(compute)
+    def guarded(self: Certificate) -> _T:
+        try:
+            return compute(self)
+        except _REFUSED as error:
+            raise MalformedCertificateError(f"certificate fields do not parse: {error}") from None
+
+    return functools.cached_property(guarded)
+
+
 class Certificate:
-    """One X.509 certificate, parsed once. Equality and hashing follow the DER bytes."""
+    """One X.509 certificate. Equality and hashing follow the DER bytes.
 
-    der: bytes = field(repr=False)
+    What every check needs (the DER, its SHA-256, the SPKI as encoded and its SHA-256, the
+    parsed certificate) is computed when the record is made. The descriptive fields
+    (names, validity, key, constraints, SANs) are computed on first use and then kept:
+    rendering names and parsing extensions costs several times a pin check, and a client
+    checking pins never looks at them. :meth:`from_der` checks them all at once by default,
+    so a record is either complete or refused; ``lazy=True`` defers that (and any
+    :class:`MalformedCertificateError` it would raise) to the first use.
+    """
+
+    __slots__ = ("__dict__", "der", "sha256", "spki", "spki_sha256", "x509")
+
+    der: bytes
     sha256: str
     """Hex SHA-256 of the whole DER certificate (its identity in the store)."""
-    spki: bytes = field(repr=False, compare=False)
+    spki: bytes
     """The SubjectPublicKeyInfo exactly as encoded in the certificate."""
-    spki_sha256: bytes = field(repr=False, compare=False)
+    spki_sha256: bytes
     """Raw SHA-256 of :attr:`spki`: the digest a ``sha256/`` pin carries."""
-    subject: str = field(compare=False)
-    issuer: str = field(compare=False)
-    serial: str = field(compare=False)
-    """Serial number as lower-case hex, without leading zeros."""
-    not_before: datetime = field(compare=False)
-    not_after: datetime = field(compare=False)
-    key_type: str = field(compare=False)
-    """``RSA``, ``RSA-PSS``, ``EC``, ``Ed25519``, ``Ed448``, ``DSA`` or the algorithm OID."""
-    key_size: int | None = field(compare=False)
-    curve: str | None = field(compare=False)
-    is_ca: bool = field(compare=False)
-    path_length: int | None = field(compare=False)
-    sans: tuple[str, ...] = field(compare=False)
-    x509: X509Certificate = field(repr=False, compare=False)
+    x509: X509Certificate
+
+    def __init__(self, der: bytes, spki: bytes, parsed: X509Certificate) -> None:
+        for name, value in (
+            ("der", der),
+            ("sha256", hashlib.sha256(der).hexdigest()),
+            ("spki", spki),
+            ("spki_sha256", hashlib.sha256(spki).digest()),
+            ("x509", parsed),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Certificate is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Certificate) and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"Certificate(sha256={self.sha256!r}, subject={self.subject!r})"
+
+    # Immutable: a copy is the same record; pickling (process pools, Dask) re-parses the DER.
+    def __copy__(self) -> Certificate:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Certificate:
+        return self
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Certificate], tuple[bytes]]:
+        return _unpickle, (self.der,)
 
     @classmethod
-    def from_der(cls, der: bytes) -> Certificate:
+    def from_der(cls, der: bytes, *, lazy: bool = False) -> Certificate:
         """Parse one DER certificate; :class:`MalformedCertificateError` if it is not one."""
         der = bytes(der)
         spki = spki_from_certificate(der)
@@ -101,39 +148,84 @@ class Certificate:
             parsed = x509.load_der_x509_certificate(der)
         except _REFUSED as error:
             raise MalformedCertificateError(f"not a parsable X.509 certificate: {error}") from None
-        return cls._from_parts(der, spki, parsed)
+        certificate = cls(der, spki, parsed)
+        return certificate if lazy else certificate.check_fields()
 
     @classmethod
-    def from_cryptography(cls, certificate: X509Certificate) -> Certificate:
+    def from_cryptography(cls, certificate: X509Certificate, *, lazy: bool = False) -> Certificate:
         """Wrap a certificate already parsed by cryptography."""
         der = certificate.public_bytes(serialization.Encoding.DER)
-        return cls._from_parts(der, spki_from_certificate(der), certificate)
+        record = cls(der, spki_from_certificate(der), certificate)
+        return record if lazy else record.check_fields()
 
-    @classmethod
-    def _from_parts(cls, der: bytes, spki: bytes, parsed: X509Certificate) -> Certificate:
-        try:
-            key_type, key_size, curve = _describe_key(spki, parsed)
-            is_ca, path_length = _basic_constraints(parsed)
-            return cls(
-                der=der,
-                sha256=hashlib.sha256(der).hexdigest(),
-                spki=spki,
-                spki_sha256=hashlib.sha256(spki).digest(),
-                subject=parsed.subject.rfc4514_string(),
-                issuer=parsed.issuer.rfc4514_string(),
-                serial=format(parsed.serial_number, "x"),
-                not_before=parsed.not_valid_before_utc,
-                not_after=parsed.not_valid_after_utc,
-                key_type=key_type,
-                key_size=key_size,
-                curve=curve,
-                is_ca=is_ca,
-                path_length=path_length,
-                sans=_subject_alternative_names(parsed),
-                x509=parsed,
-            )
-        except _REFUSED as error:
-            raise MalformedCertificateError(f"certificate fields do not parse: {error}") from None
+    def check_fields(self) -> Certificate:
+        """Compute every descriptive field now; :class:`MalformedCertificateError` if one fails."""
+        for name in _DESCRIPTIVE:
+            getattr(self, name)
+        return self
+
+    @_field
+    def subject(self) -> str:
+        """Subject name, RFC 4514."""
+        return self.x509.subject.rfc4514_string()
+
+    @_field
+    def issuer(self) -> str:
+        """Issuer name, RFC 4514."""
+        return self.x509.issuer.rfc4514_string()
+
+    @_field
+    def serial(self) -> str:
+        """Serial number as lower-case hex, without leading zeros."""
+        return format(self.x509.serial_number, "x")
+
+    @_field
+    def not_before(self) -> datetime:
+        """Start of validity, UTC."""
+        return self.x509.not_valid_before_utc
+
+    @_field
+    def not_after(self) -> datetime:
+        """End of validity, UTC."""
+        return self.x509.not_valid_after_utc
+
+    @_field
+    def _key(self) -> tuple[str, int | None, str | None]:
+        return _describe_key(self.spki, self.x509)
+
+    @property
+    def key_type(self) -> str:
+        """``RSA``, ``RSA-PSS``, ``EC``, ``Ed25519``, ``Ed448``, ``DSA`` or the algorithm OID."""
+        return self._key[0]
+
+    @property
+    def key_size(self) -> int | None:
+        """Key size in bits (None where cryptography cannot load the key)."""
+        return self._key[1]
+
+    @property
+    def curve(self) -> str | None:
+        """Named curve of an EC key (``secp256r1``...)."""
+        return self._key[2]
+
+    @_field
+    def _constraints(self) -> tuple[bool, int | None]:
+        return _basic_constraints(self.x509)
+
+    @property
+    def is_ca(self) -> bool:
+        """BasicConstraints says CA."""
+        return self._constraints[0]
+
+    @property
+    def path_length(self) -> int | None:
+        """BasicConstraints pathLenConstraint."""
+        return self._constraints[1]
+
+    @_field
+    def sans(self) -> tuple[str, ...]:
+        """DNS names and IP addresses of the SubjectAlternativeName extension."""
+        return _subject_alternative_names(self.x509)
 
     @property
     def pin(self) -> str:
@@ -168,6 +260,10 @@ class Certificate:
     def to_pem(self) -> str:
         """PEM text of the certificate."""
         return self.x509.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _unpickle(der: bytes) -> Certificate:
+    return Certificate.from_der(der, lazy=True)
 
 
 def _describe_key(spki: bytes, parsed: x509.Certificate) -> tuple[str, int | None, str | None]:

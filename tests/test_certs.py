@@ -105,3 +105,39 @@ def test_every_shared_certificate_loads(shared_data: Path) -> None:
     assert len(files) == 148
     assert len(certificates) == 237
     assert {c.key_type for c in certificates} == {"RSA", "EC"}
+
+
+def test_lazy_records_defer_the_descriptive_fields(chain: list[Certificate]) -> None:
+    lazy = Certificate.from_der(chain[0].der, lazy=True)
+    assert "subject" not in vars(lazy)  # not computed yet
+    assert lazy.spki_sha256 == chain[0].spki_sha256
+    assert lazy.subject == chain[0].subject
+    assert "subject" in vars(lazy)  # computed once, then kept
+    assert lazy == chain[0]
+
+
+def test_records_are_immutable_and_pickle(chain: list[Certificate]) -> None:
+    import copy
+    import pickle
+
+    with pytest.raises(AttributeError, match="immutable"):
+        chain[0].der = b""  # type: ignore[misc]
+    assert copy.deepcopy(chain[0]) is chain[0]
+    again = pickle.loads(pickle.dumps(chain[0]))
+    assert again == chain[0]
+    assert again.subject == chain[0].subject
+
+
+def test_a_field_that_does_not_parse_is_a_clean_error_even_when_lazy() -> None:
+    import cryptography_vectors
+    from cryptography import x509 as cx509
+
+    vectors = Path(cryptography_vectors.__file__).parent / "x509" / "custom"
+    pem = (vectors / "two_basic_constraints.pem").read_bytes()
+    with pytest.raises(MalformedCertificateError, match="do not parse"):
+        load_certificates(pem, source="two_basic_constraints.pem")
+    der = cx509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    lazy = Certificate.from_der(der, lazy=True)  # the pin is still well defined
+    assert len(lazy.spki_sha256) == 32
+    with pytest.raises(MalformedCertificateError, match="do not parse"):
+        _ = lazy.is_ca

@@ -7,6 +7,7 @@ notebook and the CI test select rows by them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Iterator, Sequence
@@ -197,7 +198,7 @@ def _bind_check(pins: PinSet, certificates: Sequence[Certificate]) -> Callable[[
 def check_with_pins(chain: BenchChain, pins: PinSet) -> Callable[[Sequence[bytes]], bool]:
     """What a pinning client adds after the handshake: parse, validate, check pins."""
     store = chain.trust_store
-    from_der = Certificate.from_der
+    from_der = functools.partial(Certificate.from_der, lazy=True)  # as `pinlab check` parses
 
     def validate_and_pin(presented: Sequence[bytes]) -> bool:
         certificates = [from_der(der) for der in presented]

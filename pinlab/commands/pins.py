@@ -78,7 +78,8 @@ def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Cer
         console.print(f"cannot complete a handshake with {host}:{port}: {error.status}: {error}")
         raise typer.Exit(EXIT_CONNECTION_FAILED) from None
     try:
-        return [Certificate.from_der(der) for der in result.chain], server_name
+        # Lazy records: a pinning client needs the keys and the path, not every field.
+        return [Certificate.from_der(der, lazy=True) for der in result.chain], server_name
     except MalformedCertificateError as error:
         console.print(f"{host}:{port} presented a malformed certificate: {error}")
         raise typer.Exit(EXIT_CONNECTION_FAILED) from None
