@@ -9,6 +9,7 @@ Pure functions over the frames :class:`pinlab.store.Store` returns and the deriv
 from __future__ import annotations
 
 import csv
+import functools
 import importlib
 import re
 import types
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from pinlab.certs import Certificate
     from pinlab.store import Store
     from pinlab.strategies import ObservedChain
+    from pinlab.truststores import TrustStoreHistory
 
 __all__ = [
     "CHANGE_FLAGS",
@@ -46,6 +48,7 @@ __all__ = [
     "optional_module",
     "real_histories_store",
     "recommendation_view",
+    "root_store_history",
     "scan_overview",
     "status_counts",
     "stranded_by_day",
@@ -198,10 +201,21 @@ def trust_stores(
     """
     if ca_file is not None:
         return TrustStore.from_pem_file(Path(ca_file)), f"{ca_file} for every date"
+    history = root_store_history(truststores)
+    return history.at, history.describe()
+
+
+@functools.cache
+def _history(folder: Path) -> TrustStoreHistory:
     from pinlab.truststores import TrustStoreHistory
 
-    history = TrustStoreHistory.load(truststores, on_missing="current")
-    return history.at, history.describe()
+    return TrustStoreHistory.load(folder, on_missing="current")
+
+
+def root_store_history(truststores: str | Path) -> TrustStoreHistory:
+    """``TrustStoreHistory.load(truststores, on_missing="current")``, read once per process
+    (a notebook asks for it twice: to validate, and to draw the store's history)."""
+    return _history(Path(truststores).resolve())
 
 
 def survival_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -247,6 +261,7 @@ def recommendation_view(ranked: pd.DataFrame, host: str) -> Any:
         .format({"alive at 1 year": "{:.0%}"})
         .hide(axis="index")
         .set_properties(subset=["explanation", "strategy"], **{"text-align": "left"})
+        .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
     )
 
 
@@ -264,10 +279,11 @@ def optional_module(name: str) -> types.ModuleType | None:
 
 
 def load_bench(
-    path: str | Path | None, *, fallback: str | Path | None = None
+    path: str | Path | None, *, fallbacks: Sequence[str | Path] = ()
 ) -> tuple[BenchReport, str]:
-    """(benchmark results, where they came from): ``path``; else ``fallback`` if it
-    exists; else a quick run of the suite now (seconds, and noisy: for the shape only)."""
+    """(benchmark results, where they came from): ``path``; else the first of
+    ``fallbacks`` that exists; else a quick run of the suite now (seconds, and noisy: for
+    the shape only)."""
     from pinlab.bench.output import read_results
     from pinlab.bench.pins import run_pins_benchmark
 
@@ -275,8 +291,9 @@ def load_bench(
         if not Path(path).is_file():
             raise PinlabError(f"{path}: no such benchmark file (pinlab bench pins --out FILE)")
         return read_results(path), str(path)
-    if fallback is not None and Path(fallback).is_file():
-        return read_results(fallback), str(fallback)
+    for fallback in fallbacks:
+        if Path(fallback).is_file():
+            return read_results(fallback), str(fallback)
     return run_pins_benchmark(quick=True), "a quick run made just now (pinlab bench pins --quick)"
 
 

@@ -49,7 +49,7 @@ def report_command(
         typer.Option(
             "--bench",
             help="Benchmark results (pinlab bench pins --out FILE); default: "
-            "data/demo/bench.json if present, else a quick run.",
+            "data/demo/bench.json, else data/bench/pins-full.json, else a quick run.",
         ),
     ] = None,
     data: Annotated[

@@ -82,7 +82,7 @@ def plot_handshake_share(rows: pd.DataFrame, ax: Any = None) -> Any:
     (cached digests, whole chain walked) beside validation + pins and the pinned handshake."""
     import seaborn as sns
 
-    ax = axes(ax, (8.5, 3.4))
+    ax = axes(ax, (8.0, 3.4))
     title = "What pinning adds to a TLS handshake"
     shown = rows.dropna(subset=["overhead_pct_of_handshake"])
     if shown.empty:
@@ -101,15 +101,19 @@ def plot_handshake_share(rows: pd.DataFrame, ax: Any = None) -> Any:
         implementation="pin check alone (" + CACHED + ")",
         overhead_pct_of_handshake=lambda f: 100 * f["median_ns"] / f["median_ns_handshake"],
     )  # fmt: skip
-    shown = pd.concat([alone[shown.columns], shown], ignore_index=True).assign(
-        config=lambda f: f["key_type"] + ", chain of " + f["chain_length"].astype(str)
+    shown = pd.concat([alone[shown.columns], shown], ignore_index=True)
+    medians = shown.groupby("implementation")["overhead_pct_of_handshake"].median()
+    shown = shown.assign(
+        row=shown["implementation"].map(lambda name: f"{name}\nmedian {medians[name]:.2g}%")
     )
-    sns.barplot(shown, x="overhead_pct_of_handshake", y="implementation", hue="config", ax=ax)
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.2g%%", padding=3, fontsize=8)
-    ax.set(title=title, xlabel="added time (% of a bare loopback handshake)", ylabel="")
-    legend_outside(ax, "key, chain")
-    single_hue_legend(ax, shown["config"].nunique())
+    sns.stripplot(
+        shown, x="overhead_pct_of_handshake", y="row", hue="key_type", log_scale=True,
+        jitter=0.15, size=6, alpha=0.8, ax=ax,
+    )  # fmt: skip
+    plain_log_ticks(ax, "x")
+    ax.set(title=title, xlabel="added time (% of a bare loopback handshake, log scale)", ylabel="")
+    legend_outside(ax, "key type")
+    single_hue_legend(ax, shown["key_type"].nunique())
     return ax
 
 
@@ -136,4 +140,6 @@ def plot_by_key_and_length(rows: pd.DataFrame, ax: Any = None) -> Any:
     ax.set_xticks(sorted(chosen["chain_length"].unique()))
     ax.set(title=title, xlabel="chain length (certificates)", ylabel="median time (µs, log scale)")
     legend_outside(ax)
+    for text in ax.get_legend().get_texts() if ax.get_legend() is not None else ():
+        text.set_text(text.get_text().replace("key_type", "key type"))
     return ax

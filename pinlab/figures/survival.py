@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 
+# CA pins often coincide (a root pin and any-in-chain break together): styles keep both visible.
+LINE_STYLES = {"root-spki": "--", "any-in-chain": ":", "ca-set": "-."}
+
+
 def plot_survival(
     curves: pd.DataFrame, semantics: str = "verified", ax: Any = None, *, ci: bool = False
 ) -> Any:
@@ -43,8 +47,9 @@ def plot_survival(
         curve = chosen[chosen["strategy"] == name]
         colour = colours[name]
         ax.step(
-            curve["days"], 100 * curve["survival"], where="post", lw=2, color=colour, label=name
-        )
+            curve["days"], 100 * curve["survival"], where="post", lw=2, color=colour, label=name,
+            ls=LINE_STYLES.get(name, "-"),
+        )  # fmt: skip
         if ci:
             ax.fill_between(
                 curve["days"], 100 * curve["ci_lower"], 100 * curve["ci_upper"],
