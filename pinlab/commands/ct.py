@@ -88,7 +88,7 @@ def _run(what: str, job: Callable[[Callable[[int, int], None]], BackfillResult])
 
 def _summary(result: BackfillResult, seconds: float) -> None:
     stats = result.stats
-    table = Table(title=f"ct scan {result.scan_id}")
+    table = Table(title=f"ct scan {result.scan_id}", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
     rows = [

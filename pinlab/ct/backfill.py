@@ -18,6 +18,7 @@ committed and a rerun resumes after them (the position is kept per log and domai
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,9 @@ from pinlab.ct.client import HttpSource, RFC6962Log, ordered_fetch
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import CTError, LogMisbehaviourError
-from pinlab.ct.ingest import IngestStats, IssuanceWriter, last_tree_head, state_of
+from pinlab.ct.ingest import IngestStats, IssuanceWriter, Prepared
 from pinlab.ct.merkle import CompactRange, ProofError, verify_consistency, verify_inclusion
+from pinlab.ct.registry import last_tree_head, state_of
 from pinlab.ct.static import TILE_WIDTH, TiledLog
 from pinlab.ct.sth import LogKey, SignedTreeHead
 from pinlab.records import Scan
@@ -51,6 +53,10 @@ class BackfillOptions:
     verify: bool = False
     """Check every batch against the tree head before storing it (needs the log key)."""
     batch_size: int = 1000
+    """Entries per request (logs cap it, often at 256 or 1000)."""
+    commit_size: int = 10_000
+    """Entries per store transaction (also committed every 10 s): a crash loses at most
+    that much work, and fewer commits keep a full backfill fast."""
     workers: int = 4
     """Fetches in flight."""
     rate: float | None = None
@@ -167,18 +173,20 @@ def _drive(
     end: int,
     clock: Callable[[], datetime],
     progress: Progress | None,
+    commit_size: int,
 ) -> None:
-    done = start
+    group: list[Prepared] = []
+    counted, last_commit = start, time.monotonic()
     for batch_end, entries in batches:
-        prepared = [p for entry in entries if (p := writer.prepare(entry)) is not None]
-        writer.commit(
-            prepared, next_index=batch_end, sth=sth, now=clock(), flush_all=batch_end >= end
-        )
-        done = batch_end
+        group.extend(p for entry in entries if (p := writer.prepare(entry)) is not None)
+        last = batch_end >= end
+        if last or batch_end - counted >= commit_size or time.monotonic() - last_commit > 10:
+            writer.commit(group, next_index=batch_end, sth=sth, now=clock(), flush_all=last)
+            group, counted, last_commit = [], batch_end, time.monotonic()
         if progress is not None:
-            progress(done - start, end - start)
-    if done < end or start >= end:
-        writer.commit([], next_index=max(done, start), sth=sth, now=clock(), flush_all=True)
+            progress(batch_end - start, end - start)
+    if start >= end:  # nothing new: still record the tree head seen
+        writer.commit([], next_index=start, sth=sth, now=clock(), flush_all=True)
     store.finish_scan(scan.scan_id, at=clock())
 
 
@@ -211,7 +219,7 @@ def backfill_log(
 
     _check_history(store, log, sth, old_root=old_root if options.verify else None)
     scan, writer, start, end = _begin(store, log, sth, domains, options, clock, "rfc6962")
-    ranges = [(a, min(a + options.batch_size, end)) for a in range(start, end, options.batch_size)]
+    ranges = ((a, min(a + options.batch_size, end)) for a in range(start, end, options.batch_size))
     fetched = ordered_fetch(ranges, lambda r: client.entries(*r), workers=options.workers)
 
     def batches() -> Iterator[tuple[int, Sequence[LogEntry]]]:
@@ -231,6 +239,7 @@ def backfill_log(
         end=end,
         clock=clock,
         progress=progress,
+        commit_size=options.commit_size,
     )
     return BackfillResult(
         scan.scan_id, log, start, end, sth.tree_size, options.verify, client.source.requests,
@@ -342,6 +351,7 @@ def backfill_static(
         end=end,
         clock=clock,
         progress=progress,
+        commit_size=options.commit_size,
     )
     return BackfillResult(
         scan.scan_id, log, start, end, sth.tree_size, options.verify, tiled.source.requests,

@@ -169,6 +169,15 @@ def _b64(value: Any, what: str) -> bytes:
         raise LogMisbehaviourError(f"{what} is not base64") from None
 
 
+def _b64_entry(value: Any, what: str) -> bytes:
+    """Lenient and twice as fast as :func:`_b64` (the hot path: two per entry); stray
+    characters only change the bytes, which the entry parser or the Merkle check refuse."""
+    try:
+        return binascii.a2b_base64(value)
+    except (binascii.Error, TypeError, ValueError):
+        raise LogMisbehaviourError(f"{what} is not base64") from None
+
+
 class RFC6962Log:
     """The read side of an RFC 6962 log (``ct/v1/get-*``)."""
 
@@ -210,8 +219,8 @@ class RFC6962Log:
                 result.append(
                     parse_entry(
                         index,
-                        _b64(item.get("leaf_input"), f"entry {index}: leaf_input"),
-                        _b64(item.get("extra_data"), f"entry {index}: extra_data"),
+                        _b64_entry(item.get("leaf_input"), f"entry {index}: leaf_input"),
+                        _b64_entry(item.get("extra_data"), f"entry {index}: extra_data"),
                     )
                 )
         return result

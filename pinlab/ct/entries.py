@@ -46,6 +46,9 @@ class EntryType(enum.IntEnum):
     PRECERT = 1
 
 
+_TYPES = (EntryType.X509, EntryType.PRECERT)  # indexing beats calling the enum, per entry
+
+
 @dataclass(frozen=True, slots=True)
 class LogEntry:
     """One parsed log entry.
@@ -131,7 +134,7 @@ def _timestamped(
     pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
     if pos > end:
         raise LogMisbehaviourError(f"entry {index}: extensions truncated")
-    return timestamp, EntryType(kind), body, issuer_key_hash, pos
+    return timestamp, _TYPES[kind], body, issuer_key_hash, pos
 
 
 def _chain(data: bytes, pos: int, index: int, what: str) -> tuple[tuple[bytes, ...], int]:

@@ -20,7 +20,6 @@ deployment. ``source_extra`` holds the log, the entry index(es) and the entry ty
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import pyarrow as pa
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import LogMisbehaviourError
+from pinlab.ct.registry import KeyIndex, key64
 from pinlab.ct.rows import (
     POISON_OID,
     certificate_row,
@@ -46,36 +46,12 @@ from pinlab.errors import MalformedCertificateError
 from pinlab.records import CertificateRow, Observation, Scan, Status
 from pinlab.store import Store
 
-__all__ = ["CT_TABLES", "IngestStats", "IssuanceWriter", "Prepared", "create_ct_tables"]
+__all__ = ["IngestStats", "IssuanceWriter", "Prepared"]
 
 CT_PORT = 443
 _PRECERT_SIGNING_EKU = bytes.fromhex("060a2b06010401d679020404")
 _CHAIN_CACHE_LIMIT = 10_000
 _ABSENT = object()
-
-CT_TABLES = {
-    "ct_state": (
-        "CREATE TABLE IF NOT EXISTS ct_state (log VARCHAR NOT NULL, filter VARCHAR NOT NULL, "
-        "next_index BIGINT NOT NULL, resume_index BIGINT NOT NULL, tree_size BIGINT, "
-        "sth_timestamp BIGINT, root_hash BLOB, scan_id VARCHAR, updated_at TIMESTAMPTZ, "
-        "PRIMARY KEY (log, filter))"
-    ),
-    "ct_issuances": (
-        "CREATE TABLE IF NOT EXISTS ct_issuances (issuance VARCHAR NOT NULL, "
-        "host VARCHAR NOT NULL, issuer VARCHAR, serial VARCHAR, precert_sha256 VARCHAR, "
-        "final_sha256 VARCHAR, observed_at TIMESTAMPTZ NOT NULL, log VARCHAR, "
-        "precert_index BIGINT, final_index BIGINT, scan_id VARCHAR NOT NULL, "
-        "PRIMARY KEY (issuance, host))"
-    ),
-}
-"""The backfill's own tables: positions per (log, filter) and the issuance registry."""
-
-
-def create_ct_tables(store: Store) -> None:
-    """Create the CT tables if missing (they live beside the store's tables)."""
-    with store.transaction():
-        for ddl in CT_TABLES.values():
-            store.connection.execute(ddl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +126,7 @@ class IssuanceWriter:
         self.stats = IngestStats()
         self.pending: dict[str, Prepared] = {}
         self._chain_rows: dict[bytes, CertificateRow] = {}
-        create_ct_tables(store)
+        self.index = KeyIndex.load(store)
 
     # -- per entry ---------------------------------------------------------------------------
 
@@ -220,14 +196,15 @@ class IssuanceWriter:
 
     def _existing(self, keys: Iterable[str]) -> dict[tuple[str, str], str | None]:
         """(issuance, host) -> final_sha256 of what the registry already holds."""
-        wanted = sorted(set(keys))
-        if not wanted:
+        wanted = {key64(key): key for key in keys}
+        hits = self.index.hits(list(wanted))
+        if not hits:
             return {}
-        self.store.connection.register("_ct_keys", pa.table({"issuance": wanted}))
+        self.store.connection.register("_ct_keys", pa.table({"key64": sorted(hits)}))
         try:
             rows = self.store.connection.execute(
-                "SELECT i.issuance, i.host, i.final_sha256 FROM ct_issuances i "
-                "JOIN _ct_keys k USING (issuance)"
+                "SELECT issuance, host, final_sha256 FROM ct_issuances "
+                "WHERE key64 IN (SELECT key64 FROM _ct_keys)"
             ).fetchall()
         finally:
             self.store.connection.unregister("_ct_keys")
@@ -327,7 +304,7 @@ class IssuanceWriter:
             for host in hosts:
                 observations.append(self._observation(host, first.observed_at, shown, extra))
                 registry.append({
-                    "issuance": shown.key, "host": host,
+                    "key64": key64(shown.key), "issuance": shown.key, "host": host,
                     "issuer": shown.leaf.issuer, "serial": shown.leaf.serial,
                     "precert_sha256": precert.leaf.sha256 if precert else None,
                     "final_sha256": final.leaf.sha256 if final else None,
@@ -350,7 +327,7 @@ class IssuanceWriter:
                 conflict="ON CONFLICT DO NOTHING",
             )
             _insert(self.store, "observations", observations)
-            _insert(self.store, "ct_issuances", registry, conflict="ON CONFLICT DO NOTHING")
+            _insert(self.store, "ct_issuances", registry)
             for key, host, final in links:
                 connection.execute(
                     "UPDATE ct_issuances SET final_sha256 = ?, final_index = ? "
@@ -370,6 +347,7 @@ class IssuanceWriter:
                 ],
             )  # fmt: skip
         self._scan_stored = True
+        self.index.add([row["key64"] for row in registry])
         self.stats.observations += len(observations)
         self.stats.linked += len({(key, final.index) for key, _, final in links})
 
@@ -381,32 +359,3 @@ class IssuanceWriter:
             validation_error=None, connect_ms=None, handshake_ms=None, attempts=1,
             source_extra=extra,
         )  # fmt: skip
-
-
-def state_of(store: Store, log: str, filter_key: str) -> tuple[int, int] | None:
-    """(next_index, resume_index) of a backfill of ``log`` with that filter, if any."""
-    create_ct_tables(store)
-    row = store.connection.execute(
-        "SELECT next_index, resume_index FROM ct_state WHERE log = ? AND filter = ?",
-        [log, filter_key],
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else None
-
-
-def last_tree_head(store: Store, log: str) -> tuple[int, bytes] | None:
-    """The largest (tree size, root hash) recorded for ``log`` by any backfill."""
-    create_ct_tables(store)
-    row = store.connection.execute(
-        "SELECT tree_size, root_hash FROM ct_state WHERE log = ? AND tree_size IS NOT NULL "
-        "ORDER BY tree_size DESC LIMIT 1",
-        [log],
-    ).fetchone()
-    return (int(row[0]), bytes(row[1])) if row else None
-
-
-def fingerprint(der: bytes) -> str:
-    """Hex SHA-256 of a certificate (its identity in the store)."""
-    return hashlib.sha256(der).hexdigest()
-
-
-__all__ += ["fingerprint", "last_tree_head", "state_of"]

@@ -75,13 +75,13 @@ def _tbs_fields(der: bytes) -> list[tuple[int, int, int, int]]:
     return fields
 
 
-def _name(raw: bytes, parsed: x509.Certificate, *, subject: bool) -> str:
+def _issuer_name(raw: bytes, parsed: x509.Certificate) -> str:
+    """RFC 4514 issuer name, cached by its DER: a log's entries share a few issuers."""
     text = _names.get(raw)
     if text is None:
         if len(_names) >= _CACHE_LIMIT:
             _names.clear()
-        name = parsed.subject if subject else parsed.issuer
-        text = _names[raw] = name.rfc4514_string()
+        text = _names[raw] = parsed.issuer.rfc4514_string()
     return text
 
 
@@ -98,7 +98,6 @@ def _fast_row(der: bytes) -> CertificateRow:
     fields = _tbs_fields(der)
     offset = 1 if fields[0][0] == 0xA0 else 0
     _, issuer_start, _, issuer_end = fields[offset + 2]
-    _, subject_start, _, subject_end = fields[offset + 4]
     _, spki_start, spki_content, spki_end = fields[offset + 5]
     spki = der[spki_start:spki_end]
     _, alg_content, alg_end = _header(der, spki_content)
@@ -128,8 +127,8 @@ def _fast_row(der: bytes) -> CertificateRow:
     return CertificateRow(
         sha256=hashlib.sha256(der).hexdigest(),
         der=der,
-        subject=_name(der[subject_start:subject_end], parsed, subject=True),
-        issuer=_name(der[issuer_start:issuer_end], parsed, subject=False),
+        subject=parsed.subject.rfc4514_string(),
+        issuer=_issuer_name(der[issuer_start:issuer_end], parsed),
         serial=format(parsed.serial_number, "x"),
         not_before=parsed.not_valid_before_utc,
         not_after=parsed.not_valid_after_utc,

@@ -33,7 +33,7 @@ FAST = {"retries": 0, "backoff": 0.0, "timeout": 10.0}
 
 
 def _options(**overrides: Any) -> BackfillOptions:
-    return BackfillOptions(**{"batch_size": 8, "workers": 3, **FAST, **overrides})
+    return BackfillOptions(**{"batch_size": 8, "commit_size": 8, "workers": 3, **FAST, **overrides})
 
 
 def _run(store: Store, server: LogServer, story: History, **overrides: Any) -> Any:

@@ -1,0 +1,264 @@
+"""How fast a CT backfill parses and stores entries, and whether its memory stays flat.
+
+A synthetic RFC 6962 log runs in a child process on loopback: entry ``i`` is made on the
+fly from two templates (a precertificate entry and an ``x509_entry``, 70/30 as in today's
+logs) with a unique name ``h<i>.bench.test`` and serial patched in, so no certificate
+repeats and the server holds nothing per entry. Against it, :func:`pinlab.ct.backfill_log`
+runs exactly as ``pinlab ct log`` does (four fetches in flight, batches of 1,000, DuckDB
+store in a temporary directory), in three modes:
+
+- ``filtered``: a watch list of 1 % of the names (the usual backfill of some domains);
+- ``all``: no filter, every entry parsed into certificate rows and stored;
+- ``parse only``: the same entries parsed from memory (no HTTP, no store): the limit.
+
+Rows report entries/s, CPU per entry, and the process's RSS at 10 %, 50 % and 100 % of
+the run: flat memory means the last two differ by little whatever the length of the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import multiprocessing
+import multiprocessing.connection
+import re
+import resource
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pinlab.ct import BackfillOptions, DomainFilter, backfill_log
+from pinlab.ct.entries import encode_extra_data, encode_leaf, parse_entry
+from pinlab.ct.ingest import IssuanceWriter
+from pinlab.ct.merkle import CompactRange, leaf_hash
+from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
+from pinlab.ct.sth import LogKey, SignedTreeHead
+from pinlab.ct.testlog import LocalLog
+from pinlab.pki import CA
+from pinlab.records import Scan
+from pinlab.store import Store
+
+__all__ = ["MODES", "SyntheticLog", "run_ct_benchmark"]
+
+_NAME = b"h0000000"
+_T0 = 1_600_000_000_000
+
+
+def _spans(data: bytes, needle: bytes) -> list[int]:
+    return [m.start() for m in re.finditer(re.escape(needle), data)]
+
+
+class SyntheticLog:
+    """``size`` distinct entries generated from templates; only the tree root is kept."""
+
+    def __init__(self, size: int) -> None:
+        root = CA.root("Bench CT Root")
+        issuer = root.child_ca("Bench CT CA")
+        log = LocalLog()
+        issued = log.issue(issuer, "h0000000.bench.test", timestamp=_T0, serial=1 << 120 | 7)
+        plain = issuer.issue_leaf("h0000000.bench.test")
+        self.chain = (issuer.der, root.der)
+        self.private_key = log.private_key
+        self.key = log.key
+        self.precert = issued.precert
+        self.precert_tbs = strip_extension(tbs_of(issued.precert), POISON_OID)
+        self.issuer_key_hash = log.stored[0].entry.issuer_key_hash
+        self.plain = plain.der
+        self.serial_precert = (1 << 120 | 7).to_bytes(16, "big")
+        self.serial_plain = plain.certificate.serial_number.to_bytes(20, "big").lstrip(b"\0")
+        self.extra_plain = encode_extra_data(self.chain)
+        self.size = size
+        compact = CompactRange()
+        for index in range(size):
+            compact.append(leaf_hash(self.entry(index)[0]))
+        self.root = compact.root()
+
+    @staticmethod
+    def _patch(template: bytes, serial: bytes, index: int) -> bytes:
+        data = bytearray(template)
+        name = b"h%07d" % index
+        for at in _spans(template, _NAME):
+            data[at : at + len(_NAME)] = name
+        for at in _spans(template, serial):
+            end = at + len(serial)
+            data[end - 4 : end] = index.to_bytes(4, "big")
+        return bytes(data)
+
+    def entry(self, index: int) -> tuple[bytes, bytes]:
+        """(leaf_input, extra_data) of entry ``index``."""
+        timestamp = _T0 + index
+        if index % 10 < 7:
+            precert = self._patch(self.precert, self.serial_precert, index)
+            tbs = self._patch(self.precert_tbs, self.serial_precert, index)
+            leaf = encode_leaf(timestamp, precert, tbs=tbs, issuer_key_hash=self.issuer_key_hash)
+            return leaf, encode_extra_data(self.chain, precertificate=precert)
+        return encode_leaf(
+            timestamp, self._patch(self.plain, self.serial_plain, index)
+        ), self.extra_plain
+
+    def sth(self) -> SignedTreeHead:
+        """The signed tree head of the whole log."""
+        return SignedTreeHead.sign(
+            self.private_key, tree_size=self.size, timestamp=_T0 + self.size, root_hash=self.root
+        )
+
+
+def _serve(size: int, pipe: multiprocessing.connection.Connection) -> None:
+    """Child process: build the log, serve get-sth and get-entries until terminated."""
+    log = SyntheticLog(size)
+    sth = json.dumps(log.sth().to_json()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            parsed = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(parsed.query))
+            if parsed.path == "/ct/v1/get-sth":
+                body = sth
+            else:
+                start = int(query["start"])
+                end = min(int(query["end"]), size - 1, start + 999)
+                items = []
+                for index in range(start, end + 1):
+                    leaf, extra = log.entry(index)
+                    items.append(
+                        f'{{"leaf_input":"{base64.b64encode(leaf).decode()}",'
+                        f'"extra_data":"{base64.b64encode(extra).decode()}"}}'
+                    )
+                body = ('{"entries":[' + ",".join(items) + "]}").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    pipe.send((server.server_address[1], log.key.spki))
+    server.serve_forever()
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _row(
+    mode: str, entries: int, stored: int, wall: float, cpu: float, rss: dict[int, float]
+) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "entries": entries,
+        "observations": stored,
+        "seconds": round(wall, 2),
+        "entries_per_s": entries / wall,
+        "cpu_us_per_entry": cpu / entries * 1e6,
+        "rss_mb_10pct": rss.get(10),
+        "rss_mb_50pct": rss.get(50),
+        "rss_mb_end": rss.get(100),
+    }
+
+
+def _backfill(
+    url: str, key: LogKey, size: int, domains: DomainFilter | None, directory: Path
+) -> dict[str, Any]:
+    samples: dict[int, float] = {}
+
+    def progress(done: int, total: int) -> None:
+        for mark in (10, 50, 100):
+            if mark not in samples and done * 100 >= total * mark:
+                samples[mark] = round(_rss_mb(), 1)
+
+    with Store.open(directory / f"{uuid_hex()}.duckdb") as store:
+        cpu, started = _cpu(), time.perf_counter()
+        result = backfill_log(
+            store, url, key=key, domains=domains, options=BackfillOptions(workers=4),
+            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC), progress=progress,
+        )  # fmt: skip
+        wall, used = time.perf_counter() - started, _cpu() - cpu
+    mode = "filtered (1% of names)" if domains is not None else "all entries stored"
+    return _row(mode, result.stats.entries, result.stats.observations, wall, used, samples)
+
+
+def uuid_hex() -> str:
+    """A fresh random hex name."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _parse_only(size: int, directory: Path) -> dict[str, Any]:
+    """Parse ``size`` entries held in memory into rows (no HTTP, no commit): the limit."""
+    log = SyntheticLog(min(size, 20_000))
+    entries = [log.entry(i) for i in range(log.size)]
+    with Store.open(directory / "parse.duckdb") as store:
+        scan = Scan(
+            uuid_hex(), "ct", None, None, "{}", datetime(2026, 1, 1, tzinfo=UTC), None, "bench"
+        )
+        writer = IssuanceWriter(store, scan=scan, log="bench", domains=None)
+        cpu, started = _cpu(), time.perf_counter()
+        for index, (leaf, extra) in enumerate(entries):
+            writer.prepare(parse_entry(index, leaf, extra))
+        wall, used = time.perf_counter() - started, _cpu() - cpu
+    return _row("parse only (in memory, no store)", log.size, 0, wall, used, {})
+
+
+MODES = ("filtered", "all", "parse")
+
+
+def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES) -> pd.DataFrame:
+    """Backfill ``entries`` entries (quick: at most 3,000) from a local synthetic log.
+
+    One row per mode (see the module docstring): ``mode``, ``entries``, ``observations``,
+    ``seconds``, ``entries_per_s``, ``cpu_us_per_entry``, ``rss_mb_10pct``,
+    ``rss_mb_50pct``, ``rss_mb_end``.
+    """
+    size = min(entries, 3_000) if quick else entries
+    if size < 100:
+        raise ValueError("the CT benchmark needs at least 100 entries")
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    server = context.Process(target=_serve, args=(size, child), daemon=True)
+    server.start()
+    rows = []
+    try:
+        if not parent.poll(600):
+            raise RuntimeError("the synthetic CT log did not start")
+        port, spki = parent.recv()
+        url, key = f"http://127.0.0.1:{port}/", LogKey.from_der(spki)
+        watched = DomainFilter(f"h{i:07d}.bench.test" for i in range(0, size, 100))
+        with tempfile.TemporaryDirectory(prefix="pinlab-bench-ct-") as scratch:
+            directory = Path(scratch)
+            if "filtered" in modes:
+                rows.append(_backfill(url, key, size, watched, directory))
+            if "all" in modes:
+                rows.append(_backfill(url, key, size, None, directory))
+            if "parse" in modes:
+                rows.append(_parse_only(size, directory))
+    finally:
+        server.terminate()
+        server.join(10)
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - manual runs
+    pd.set_option("display.width", 200)
+    count = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 100_000
+    print(run_ct_benchmark(entries=count, quick="--quick" in sys.argv))

@@ -1,0 +1,26 @@
+"""The CT benchmark runs in its quick mode, so it cannot rot."""
+
+from __future__ import annotations
+
+from pinlab.bench.ct import SyntheticLog, run_ct_benchmark
+from pinlab.ct.entries import parse_entry
+from pinlab.ct.merkle import root_hash
+
+
+def test_quick_ct_benchmark() -> None:
+    frame = run_ct_benchmark(entries=1_000_000, quick=True)
+    assert list(frame["mode"]) == [
+        "filtered (1% of names)", "all entries stored", "parse only (in memory, no store)",
+    ]  # fmt: skip
+    assert list(frame["entries"]) == [3000, 3000, 3000]
+    assert list(frame["observations"]) == [30, 3000, 0]
+    assert (frame["entries_per_s"] > 0).all()
+    assert frame["rss_mb_end"].iloc[:2].notna().all()
+
+
+def test_synthetic_entries_are_distinct_and_well_formed() -> None:
+    log = SyntheticLog(20)
+    entries = [parse_entry(i, *log.entry(i)) for i in range(20)]
+    assert len({e.certificate for e in entries}) == 20
+    assert sum(e.is_precert for e in entries) == 14
+    assert root_hash([e.leaf_hash for e in entries]) == log.root
