@@ -180,6 +180,27 @@ def scale(
             console.print(f"wrote {written}", markup=False, highlight=False)
 
 
+def ct(
+    entries: Annotated[int, typer.Option(min=100, help="Entries in the local log.")] = 1_000_000,
+    quick: Annotated[bool, QUICK] = False,
+    out: Annotated[Path | None, OUT] = None,
+) -> None:
+    """Entries/s a CT backfill parses and stores from a local log, and its memory."""
+    from pinlab.bench.ct import run_ct_benchmark
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+
+    with usage_errors():
+        if out is not None:
+            check_suffix(out)
+        frame = run_ct_benchmark(entries=entries, quick=quick)
+        console.print(_frame_table(frame, "pinlab bench ct"))
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group to the ``pinlab`` command."""
     group = typer.Typer(
@@ -190,4 +211,5 @@ def register(app: typer.Typer) -> None:
     group.command("pins")(pins)
     group.command("collect")(collect)
     group.command("scale")(scale)
+    group.command("ct")(ct)
     app.add_typer(group)
