@@ -46,11 +46,14 @@ def observed_chains(
     certificates: pd.DataFrame,
     *,
     trust_stores: TrustStores,
+    validate_at: datetime | None = None,
 ) -> list[ObservedChain]:
     """The ok observations of a store as :class:`ObservedChain`, validated at their time.
 
     ``trust_stores`` is one store, or a function giving the store in force at a time
-    (:func:`pinlab.truststores.TrustStoreHistory.at`).
+    (:func:`pinlab.truststores.TrustStoreHistory.at`). ``validate_at`` validates every
+    chain at that one time instead: for the rotation lab, whose observations carry a
+    virtual clock while Pebble dates certificates by the real one.
     """
     store_at = trust_stores if callable(trust_stores) else (lambda _at: trust_stores)
     parsed = _parse_certificates(certificates)
@@ -71,13 +74,14 @@ def observed_chains(
         presented = tuple(parsed[d] for d in digests)
         at = pd.Timestamp(row["observed_at"]).to_pydatetime()
         sni = row["sni"] if isinstance(row["sni"], str) else ""
-        store = store_at(at)
+        when = validate_at or at
+        store = store_at(when)
         verification = verify_chain(
-            presented, hostname=sni or row["host"], at=at, trust_store=store
+            presented, hostname=sni or row["host"], at=when, trust_store=store
         )
         verified, legacy = verification.path or None, False
-        if verified is None and at < SHA1_ERA_END and _uses_sha1(presented):
-            verified = _legacy_path(presented, store, at)
+        if verified is None and when < SHA1_ERA_END and _uses_sha1(presented):
+            verified = _legacy_path(presented, store, when)
             legacy = verified is not None
         lineage = lineages.get((row["host"], row["port"], sni, digests[0]), "")
         chains.append(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pinlab.commands._common import console, err_console, trust_store, usage_errors
+from pinlab.commands._common import console, err_console, parse_time, trust_store, usage_errors
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.pins import Semantics
 from pinlab.store import Store
@@ -36,6 +36,10 @@ def simulate_command(
     ca_file: Annotated[
         Path | None, typer.Option("--ca-file", help="One trust store for every date (PEM).")
     ] = None,
+    validate_at: Annotated[
+        str | None,
+        typer.Option("--validate-at", help="Validate every chain at this time (lab stores)."),
+    ] = None,
     truststores: Annotated[
         Path,
         typer.Option("--truststores", help="certifi release cache (pinlab truststores fetch)."),
@@ -54,7 +58,12 @@ def simulate_command(
             described = history.describe()
         with Store.open(db, read_only=True) as store:
             observations, certificates = store.observations_df(), store.certificates_df()
-        chains = observed_chains(observations, certificates, trust_stores=stores)
+        chains = observed_chains(
+            observations,
+            certificates,
+            trust_stores=stores,
+            validate_at=parse_time(validate_at) if validate_at else None,
+        )
         replayed = replay(
             chains, strategies=strategies, semantics=semantics or list(Semantics),
             release_every=release_every,

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +37,10 @@ from pinlab.lab import (
 )
 from pinlab.lab.run import _mismatches
 from pinlab.lab.scenario import Policy, Scenario, parse_scenario
+from pinlab.pins import Semantics
 from pinlab.records import Observation
 from pinlab.store import Store
+from pinlab.survival import observed_chains, replay
 from pinlab.verify import TrustStore, verify_chain
 
 
@@ -511,3 +513,52 @@ def test_cli_interrupted_leaves_nothing(tmp_path: Path, signum: int) -> None:
     assert process.returncode != 0
     assert _alive(seen) == {}
     assert list(temp.iterdir()) == []
+
+
+# -- survival on the lab: outcomes the truth dictates -----------------------------------------
+
+
+def _first_round(rows: list[TruthRow], changed: Callable[[TruthRow], bool]) -> int | None:
+    return next((r.round for r in rows if r.round > 0 and changed(r)), None)
+
+
+def test_replayed_pins_break_exactly_when_the_truth_says(lab_run: Run) -> None:
+    with Store.open(lab_run.db, read_only=True) as store:
+        frames = store.observations_df(), store.certificates_df()
+    # Observations carry the virtual clock; Pebble dated the certificates by the real one.
+    chains = observed_chains(
+        *frames,
+        trust_stores=TrustStore.from_pem_file(lab_run.result.roots_pem),
+        validate_at=_now(),
+    )
+    assert all(chain.verified is not None for chain in chains)
+    replayed = replay(chains, semantics=[Semantics.VERIFIED])
+    first_pins = replayed[replayed["pinned_at"] == lab_run.scenario.observed_at(0)]
+    oracle = {
+        "leaf-spki": lambda r: r.key_reused is False,
+        "intermediate-spki": lambda r: bool(r.issuer_key_changed),
+        "root-spki": lambda r: bool(r.root_changed),
+        "cert": lambda r: r.renewed,
+    }
+    hosts = {r.host for r in lab_run.result.truth}
+    for strategy, changed in oracle.items():
+        for host in hosts:
+            expected = _first_round(lab_run.rows(host), changed)
+            row = first_pins[(first_pins["host"] == host) & (first_pins["strategy"] == strategy)]
+            assert len(row) == 1, (host, strategy)
+            broken_at = row["broken_at"].iloc[0]
+            got = None if pd.isna(broken_at) else _round_of(lab_run.scenario, broken_at)
+            assert got == expected, (host, strategy)
+    # In words: the reuse host keeps its leaf pin through the rollover; a fresh host breaks
+    # it at its first renewal; the rollover (round 2) breaks issuer pins of renewed hosts.
+    reuse = next(r.host for r in lab_run.result.truth if r.group == "reuse")
+    fresh = next(r.host for r in lab_run.result.truth if r.group == "fresh")
+    assert _first_round(lab_run.rows(reuse), oracle["leaf-spki"]) is None
+    assert _first_round(lab_run.rows(fresh), oracle["leaf-spki"]) == 1
+    assert _first_round(lab_run.rows(reuse), oracle["intermediate-spki"]) == 2
+
+
+def _round_of(scenario: Scenario, when: pd.Timestamp) -> int:
+    rounds = [i for i in range(scenario.rounds) if scenario.observed_at(i) == when]
+    assert len(rounds) == 1
+    return rounds[0]
