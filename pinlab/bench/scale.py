@@ -222,7 +222,10 @@ def _disk_mb(path: Path) -> float:
 
 def generate_dataset(hosts: int, dataset: Path, memory_limit: str) -> dict[str, Any]:
     """Child step: the history benchmark's synthetic store, written as a dataset."""
-    from pinlab.bench.history_data import ROUNDS, generate
+    from pinlab.bench.history_data import (  # type: ignore[import-not-found,unused-ignore]
+        ROUNDS,
+        generate,
+    )
     from pinlab.scale.dataset import export_dataset
 
     started = time.perf_counter()
@@ -297,6 +300,7 @@ def analysis_rows(
     except ModuleNotFoundError:
         note = "not measured: pinlab.bench.history_data (the synthetic generator) is missing"
         rows.append(_row("analysis", "generate dataset", items=hosts, note=note))
+        rows.append(_row("analysis", "ledger (DuckDB over Parquet)", items=hosts, note=note))
     else:
         if not (dataset / "scans").is_dir():
             progress(f"generating {hosts:,} hosts x 12 observations")
