@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib
 import re
-import types
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -45,11 +43,11 @@ __all__ = [
     "le_certificates",
     "le_hierarchy",
     "load_bench",
-    "optional_module",
     "real_histories_store",
     "recommendation_view",
     "root_store_history",
     "scan_overview",
+    "source_overview",
     "status_counts",
     "stranded_by_day",
     "survival_table",
@@ -111,6 +109,25 @@ def scan_overview(scans: pd.DataFrame, observations: pd.DataFrame) -> pd.DataFra
     frame["observations"] = frame["observations"].astype(int)
     frame["hosts"] = frame["hosts"].astype(int)
     return frame.reset_index()
+
+
+def source_overview(overview: pd.DataFrame) -> pd.DataFrame:
+    """:func:`scan_overview` summed per source: scans, observations, hosts seen, first start,
+    last end, share ok and, for real-time scans, observations per second over all of them."""
+    if overview.empty:
+        return pd.DataFrame(columns=["scans", "observations", "ok_share", "first", "last"])
+    timed = overview.dropna(subset=["seconds"])
+    rate = timed.groupby("source")["observations"].sum() / timed.groupby("source")["seconds"].sum()
+    frame = overview.groupby("source").agg(
+        scans=("scan_id", "size"),
+        observations=("observations", "sum"),
+        first=("started_at", "min"),
+        last=("finished_at", "max"),
+    )
+    ok = overview["ok_share"] * overview["observations"]
+    frame["ok_share"] = ok.groupby(overview["source"]).sum() / frame["observations"]
+    frame["per_second"] = rate
+    return frame
 
 
 def status_counts(observations: pd.DataFrame, scans: pd.DataFrame) -> pd.DataFrame:
@@ -263,16 +280,6 @@ def recommendation_view(ranked: pd.DataFrame, host: str) -> Any:
         .set_properties(subset=["explanation", "strategy"], **{"text-align": "left"})
         .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
     )
-
-
-def optional_module(name: str) -> types.ModuleType | None:
-    """``importlib.import_module(name)``, or None when that part of pinlab is not there yet."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        return None
 
 
 # -- benchmarks ----------------------------------------------------------------------------

@@ -38,13 +38,21 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-    try:
-        spec = KernelSpecManager().get_kernel_spec(name)
+    def ours() -> str | None:
+        """None when the spec runs this environment's Python, else where it is."""
+        try:
+            spec = KernelSpecManager().get_kernel_spec(name)
+        except NoSuchKernel:
+            return "missing"
         python = Path(spec.argv[0])
-        if python.exists() and python.resolve() == Path(sys.executable).resolve():
-            return name
-    except NoSuchKernel:
-        pass
+        # Same environment: the same bin/ folder (resolving links would lead every venv
+        # back to the one base interpreter).
+        if python.exists() and python.absolute().parent == Path(sys.executable).absolute().parent:
+            return None
+        return str(spec.resource_dir)
+
+    if ours() is None:
+        return name
     command = [sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name]
     command += ["--display-name", KERNEL_DISPLAY_NAME]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -52,6 +60,12 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
         raise ReportError(
             f"cannot install the {name!r} Jupyter kernel: {done.stderr.strip()[-300:]} "
             "(is ipykernel installed in this environment?)"
+        )
+    shadow = ours()
+    if shadow is not None:
+        raise ReportError(
+            f"the {name!r} Jupyter kernel at {shadow} runs another Python and hides this "
+            f"environment's; remove it (jupyter kernelspec remove {name}) and run again"
         )
     return name
 

@@ -89,6 +89,10 @@ def test_empty_derived_tables(plot: Any) -> None:
     assert any(text.get_text().startswith("no ") for text in ax.texts)
 
 
+def test_source_overview_of_an_empty_store() -> None:
+    assert analysis.source_overview(_empty_frames()["overview"]).empty
+
+
 def test_common_names() -> None:
     assert analysis.common_name("CN=R3,O=Let's Encrypt,C=US") == "R3"
     assert analysis.common_name(r"CN=Acme\, Inc. CA,C=US") == r"Acme\, Inc. CA"
