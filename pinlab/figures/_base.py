@@ -81,7 +81,14 @@ def dates(ax: Any, axis: str = "x") -> None:
 
 def plain_log_ticks(ax: Any, axis: str = "x") -> None:
     """Log-scale ticks written as plain numbers (1, 10, 100) rather than powers of ten."""
-    from matplotlib.ticker import FuncFormatter
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
+    low, high = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    decades = math.log10(high / low) if low > 0 else 99
+    # Over a narrow range, 1-2-5 steps; over many decades, powers of ten only.
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3 else (1.0,)))
     target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0... would collide
