@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pinlab.errors import PinlabError
+from pinlab.truststores import choose_trust_stores
 from pinlab.verify import TrustStore
 
 if TYPE_CHECKING:
@@ -212,12 +213,11 @@ def trust_stores(
 ) -> tuple[TrustStore | Callable[[datetime], TrustStore], str]:
     """(what :func:`pinlab.survival.observed_chains` takes, one line describing it).
 
-    ``ca_file`` (PEM) is one store for every date; otherwise the certifi release history
-    cached in ``truststores`` gives the store in force at each date, or, if the cache is
-    empty, today's certifi store (with a warning).
+    See :func:`pinlab.truststores.choose_trust_stores`; the release history is read once
+    per process.
     """
     if ca_file is not None:
-        return TrustStore.from_pem_file(Path(ca_file)), f"{ca_file} for every date"
+        return choose_trust_stores(ca_file, truststores)
     history = root_store_history(truststores)
     return history.at, history.describe()
 

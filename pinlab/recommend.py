@@ -224,11 +224,12 @@ def host_chains(
     hosts: Iterable[str],
     *,
     trust_stores: TrustStores,
+    scans: pd.DataFrame | None = None,
 ) -> list[ObservedChain]:
     """:func:`~pinlab.survival.observed_chains` of ``hosts`` only (validation is costly)."""
     wanted = set(hosts)
     chosen = observations[observations["host"].isin(wanted)]
-    return observed_chains(chosen, certificates, trust_stores=trust_stores)
+    return observed_chains(chosen, certificates, trust_stores=trust_stores, scans=scans)
 
 
 def catalog_from_frames(

@@ -14,6 +14,7 @@ the server sent it is used.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,13 +48,16 @@ def observed_chains(
     *,
     trust_stores: TrustStores,
     validate_at: datetime | None = None,
+    scans: pd.DataFrame | None = None,
 ) -> list[ObservedChain]:
     """The ok observations of a store as :class:`ObservedChain`, validated at their time.
 
     ``trust_stores`` is one store, or a function giving the store in force at a time
     (:func:`pinlab.truststores.TrustStoreHistory.at`). ``validate_at`` validates every
     chain at that one time instead: for the rotation lab, whose observations carry a
-    virtual clock while Pebble dates certificates by the real one.
+    virtual clock while Pebble dates certificates by the real one. With the store's
+    ``scans``, a scan that recorded its own trust anchors and validation time (the lab's)
+    is validated that way, whatever the other arguments say.
     """
     store_at = trust_stores if callable(trust_stores) else (lambda _at: trust_stores)
     parsed = _parse_certificates(certificates)
@@ -65,6 +69,7 @@ def observed_chains(
             sightings["lineage"], strict=True,
         )
     }  # fmt: skip
+    own_validation = _scan_validation(scans, parsed)
     chains: list[ObservedChain] = []
     ok = observations[observations["status"] == "ok"]
     for row in ok.to_dict("records"):
@@ -74,8 +79,10 @@ def observed_chains(
         presented = tuple(parsed[d] for d in digests)
         at = pd.Timestamp(row["observed_at"]).to_pydatetime()
         sni = row["sni"] if isinstance(row["sni"], str) else ""
-        when = validate_at or at
-        store = store_at(when)
+        when, store = own_validation.get(row.get("scan_id"), (None, None))
+        if when is None or store is None:
+            when = validate_at or at
+            store = store_at(when)
         verification = verify_chain(
             presented, hostname=sni or row["host"], at=when, trust_store=store
         )
@@ -90,6 +97,27 @@ def observed_chains(
             )
         )
     return sorted(chains, key=lambda c: (c.host, c.port, c.sni, c.lineage, c.observed_at))
+
+
+def _scan_validation(
+    scans: pd.DataFrame | None, parsed: dict[str, Certificate]
+) -> dict[Any, tuple[datetime, TrustStore]]:
+    """scan_id -> (time, trust store) for scans that say how their chains validate."""
+    if scans is None or scans.empty:
+        return {}
+    chosen: dict[Any, tuple[datetime, TrustStore]] = {}
+    for scan_id, text in zip(scans["scan_id"], scans["parameters"], strict=True):
+        try:
+            parameters = json.loads(text) if isinstance(text, str) else {}
+        except json.JSONDecodeError:
+            continue
+        anchors = [parsed[d] for d in parameters.get("trust_anchors", ()) if d in parsed]
+        validated_at = parameters.get("validated_at")
+        if anchors and isinstance(validated_at, str):
+            name = f"anchors of scan {scan_id}"
+            store = TrustStore.from_certificates(anchors, name=name)
+            chosen[scan_id] = (datetime.fromisoformat(validated_at), store)
+    return chosen
 
 
 def _parse_certificates(certificates: pd.DataFrame) -> dict[str, Certificate]:

@@ -37,6 +37,7 @@ __all__ = [
     "TrustStoreHistory",
     "TrustStoreHistoryError",
     "available_versions",
+    "choose_trust_stores",
     "fetch",
 ]
 
@@ -274,3 +275,18 @@ def _pip(arguments: list[str]) -> str:
         reason = lines[-1] if lines else (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise TrustStoreHistoryError(f"pip {' '.join(arguments[:3])}: {reason}")
     return result.stdout
+
+
+def choose_trust_stores(
+    ca_file: str | Path | None, cache: str | Path
+) -> tuple[TrustStore | Callable[[datetime], TrustStore], str]:
+    """What :func:`pinlab.survival.observed_chains` should validate with, and one line on it.
+
+    ``ca_file`` (PEM) is one store for every date; otherwise the certifi release history
+    cached in ``cache`` gives the store in force at each date, or, if the cache is empty,
+    today's certifi store (with a warning).
+    """
+    if ca_file is not None:
+        return TrustStore.from_pem_file(Path(ca_file)), f"{ca_file} for every date"
+    history = TrustStoreHistory.load(cache, on_missing="current")
+    return history.at, history.describe()

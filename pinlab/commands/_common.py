@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -44,3 +46,21 @@ def parse_time(text: str | None) -> datetime:
 def trust_store(ca_file: Path | None) -> TrustStore:
     """The trust store named by ``--ca-file``, or certifi's."""
     return TrustStore.from_pem_file(ca_file) if ca_file is not None else TrustStore.certifi()
+
+
+class StoreFrames(NamedTuple):
+    """The three tables the analysis commands read from a store."""
+
+    observations: pd.DataFrame
+    certificates: pd.DataFrame
+    scans: pd.DataFrame
+
+
+def load_store_frames(db: Path) -> StoreFrames:
+    """Read a store's observations, certificates and scans (read-only)."""
+    from pinlab.store import Store
+
+    if not db.exists():
+        raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
+    with Store.open(db, read_only=True) as store:
+        return StoreFrames(store.observations_df(), store.certificates_df(), store.scans_df())

@@ -12,14 +12,17 @@ import typer
 
 from pinlab.audit import PinRule, lint, parse_config, score
 from pinlab.certs import load_certificate_file
-from pinlab.commands._common import console, err_console, parse_time, usage_errors
+from pinlab.commands._common import (
+    console,
+    err_console,
+    load_store_frames,
+    parse_time,
+    usage_errors,
+)
 from pinlab.commands.history import DEFAULT_DB
 from pinlab.errors import PinlabError
 from pinlab.recommend import DEFAULT_HORIZON_DAYS, catalog_from_frames, host_chains, recommend
-from pinlab.store import Store
-from pinlab.survival import TrustStores
-from pinlab.truststores import TrustStoreHistory
-from pinlab.verify import TrustStore
+from pinlab.truststores import choose_trust_stores
 
 EXIT_FINDINGS = 1
 
@@ -33,20 +36,6 @@ TruststoresOption = Annotated[
 ]
 
 
-def choose_stores(ca_file: Path | None, truststores: Path) -> tuple[TrustStores, str]:
-    if ca_file is not None:
-        return TrustStore.from_pem_file(ca_file), str(ca_file)
-    history = TrustStoreHistory.load(truststores, on_missing="current")
-    return history.at, history.describe()
-
-
-def load_frames(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if not db.exists():
-        raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
-    with Store.open(db, read_only=True) as store:
-        return store.observations_df(), store.certificates_df()
-
-
 def recommend_command(
     host: Annotated[str, typer.Argument(help="The host, as stored.")],
     db: DbOption = DEFAULT_DB,
@@ -58,9 +47,9 @@ def recommend_command(
 ) -> None:
     """Rank pinning strategies for HOST from its history: protection among survivors."""
     with usage_errors():
-        stores, described = choose_stores(ca_file, truststores)
-        observations, certificates = load_frames(db)
-        chains = host_chains(observations, certificates, [host], trust_stores=stores)
+        stores, described = choose_trust_stores(ca_file, truststores)
+        observations, certificates, scans = load_store_frames(db)
+        chains = host_chains(observations, certificates, [host], trust_stores=stores, scans=scans)
         catalog = catalog_from_frames(observations, certificates, chains)
         if not chains:
             hosts = sorted(set(observations["host"]))
@@ -110,10 +99,10 @@ def audit_command(
         rotating_keys = {
             c.spki_sha256 for path in rotating or () for c in load_certificate_file(path)
         }
-        stores, described = choose_stores(ca_file, truststores)
-        observations, certificates = load_frames(db)
+        stores, described = choose_trust_stores(ca_file, truststores)
+        observations, certificates, scans = load_store_frames(db)
         hosts = _matching_hosts(parsed.rules, observations)
-        chains = host_chains(observations, certificates, hosts, trust_stores=stores)
+        chains = host_chains(observations, certificates, hosts, trust_stores=stores, scans=scans)
         findings = lint(parsed, chains, at=now, rotating=rotating_keys)
         scores = score(parsed, chains)
     err_console.print(f"trust stores: {described}", markup=False, highlight=False)

@@ -11,14 +11,18 @@ import pandas as pd
 import typer
 
 from pinlab.certs import Certificate, load_certificate_file
-from pinlab.commands._common import console, err_console, parse_time, usage_errors
+from pinlab.commands._common import (
+    console,
+    err_console,
+    load_store_frames,
+    parse_time,
+    usage_errors,
+)
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.commands.recommend import (
     CaFileOption,
     DbOption,
     TruststoresOption,
-    choose_stores,
-    load_frames,
 )
 from pinlab.errors import PinlabError
 from pinlab.forward import (
@@ -30,8 +34,9 @@ from pinlab.forward import (
     standard_scenarios,
 )
 from pinlab.pins import Semantics
-from pinlab.strategies import STRATEGIES, strategy
-from pinlab.survival import observed_chains, replay
+from pinlab.strategies import STRATEGIES, ObservedChain, strategy
+from pinlab.survival import TrustStores, observed_chains, replay
+from pinlab.truststores import choose_trust_stores
 from pinlab.updates import LogNormalLag, bricked_user_days, user_breakage
 
 StrategyOption = Annotated[
@@ -73,8 +78,8 @@ def updates_command(
             lag = LogNormalLag(median_days=median_lag, sigma=lag_sigma, never=never)
         except ValueError as error:
             raise PinlabError(str(error)) from None
-        stores, described = choose_stores(ca_file, truststores)
-        chains = observed_chains(*load_frames(db), trust_stores=stores)
+        stores, described = choose_trust_stores(ca_file, truststores)
+        chains = _chains(db, stores)
         replayed = replay(
             chains, strategies=strategies, semantics=[Semantics.VERIFIED],
             release_every=release_every,
@@ -159,8 +164,8 @@ def forward_command(
             scenarios = standard_scenarios(intermediates, roots)
         except ValueError as error:
             raise PinlabError(str(error)) from None
-        stores, described = choose_stores(ca_file, truststores)
-        profiles = host_profiles(observed_chains(*load_frames(db), trust_stores=stores))
+        stores, described = choose_trust_stores(ca_file, truststores)
+        profiles = host_profiles(_chains(db, stores))
         if not profiles:
             raise PinlabError(f"{db}: no host with a validated chain to profile")
         replayed = forward_replay(
@@ -184,3 +189,10 @@ def register(app: typer.Typer) -> None:
     """Add ``updates`` and ``forward`` to the CLI."""
     app.command("updates")(updates_command)
     app.command("forward")(forward_command)
+
+
+def _chains(db: Path, stores: TrustStores) -> list[ObservedChain]:
+    frames = load_store_frames(db)
+    return observed_chains(
+        frames.observations, frames.certificates, trust_stores=stores, scans=frames.scans
+    )

@@ -7,13 +7,18 @@ from typing import Annotated
 
 import typer
 
-from pinlab.commands._common import console, err_console, parse_time, trust_store, usage_errors
+from pinlab.commands._common import (
+    console,
+    err_console,
+    load_store_frames,
+    parse_time,
+    usage_errors,
+)
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.pins import Semantics
-from pinlab.store import Store
 from pinlab.strategies import STRATEGIES, strategy
 from pinlab.survival import PinSurvival, observed_chains, replay
-from pinlab.truststores import TrustStoreHistory
+from pinlab.truststores import choose_trust_stores
 
 
 def simulate_command(
@@ -49,20 +54,14 @@ def simulate_command(
     with usage_errors():
         for name in strategies or ():
             strategy(name)
-        if ca_file is not None:
-            stores = trust_store(ca_file)
-            described = str(ca_file)
-        else:
-            history = TrustStoreHistory.load(truststores, on_missing="current")
-            stores = history.at  # type: ignore[assignment]
-            described = history.describe()
-        with Store.open(db, read_only=True) as store:
-            observations, certificates = store.observations_df(), store.certificates_df()
+        stores, described = choose_trust_stores(ca_file, truststores)
+        frames = load_store_frames(db)
         chains = observed_chains(
-            observations,
-            certificates,
+            frames.observations,
+            frames.certificates,
             trust_stores=stores,
             validate_at=parse_time(validate_at) if validate_at else None,
+            scans=frames.scans,
         )
         replayed = replay(
             chains, strategies=strategies, semantics=semantics or list(Semantics),

@@ -5,7 +5,9 @@ round over every lab host (``Target(host, nginx port, sni=host, ip=127.0.0.1)``)
 into the store by the collector itself. A repeated run of the same targets is a new scan,
 so each round is **one scan** of source ``lab``, labelled ``lab:<scenario> round <i>``; its
 parameters (JSON) hold the round, the run id shared by all rounds of one lab run, the
-scenario and the trust anchors.
+scenario, the trust anchors (their certificates are stored too) and the real time of
+validation, so that :func:`pinlab.survival.observed_chains` can validate lab chains later
+as the collector did.
 
 **Two clocks.** ``observed_at`` (and the scan's start and end) is the lab's **virtual**
 clock, start + round x days, so that a lab history spans months and is never mistaken for
@@ -29,7 +31,7 @@ from pathlib import Path
 from pinlab.collect import CollectOptions, collect
 from pinlab.lab.pebble import HOST
 from pinlab.lab.scenario import Scenario
-from pinlab.records import Observation, Scan
+from pinlab.records import CertificateRow, Observation, Scan
 from pinlab.store import Store, pinlab_version
 from pinlab.targets import Target
 from pinlab.verify import TrustStore
@@ -90,6 +92,8 @@ class LabRecorder:
         """
         at = self.scenario.observed_at(round_)
         scan = self._scan(round_, at, trust_store)
+        # The anchors go into the store too, so that it alone can be replayed later.
+        self.store.write([], [CertificateRow.from_certificate(root) for root in trust_store.roots])
         self.store.add_scan(scan)
         self.scans.append(scan)
         targets = [Target(h.name, port, h.name, HOST) for h in self.scenario.hosts]
@@ -117,6 +121,7 @@ class LabRecorder:
             "hosts": len(scenario.hosts),
             "virtual_clock": True,
             "validation_clock": "real",
+            "validated_at": self.validation_clock().isoformat(),
             "trust_store": trust_store.name,
             "trust_anchors": sorted(root.sha256 for root in trust_store.roots),
         }

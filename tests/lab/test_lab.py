@@ -525,12 +525,17 @@ def _first_round(rows: list[TruthRow], changed: Callable[[TruthRow], bool]) -> i
 def test_replayed_pins_break_exactly_when_the_truth_says(lab_run: Run) -> None:
     with Store.open(lab_run.db, read_only=True) as store:
         frames = store.observations_df(), store.certificates_df()
+        scans = store.scans_df()
     # Observations carry the virtual clock; Pebble dated the certificates by the real one.
-    chains = observed_chains(
+    # The lab's scans record their anchors and the real validation time: the store alone
+    # replays, whatever trust store the caller offers for other sources.
+    chains = observed_chains(*frames, trust_stores=TrustStore.certifi(), scans=scans)
+    by_hand = observed_chains(
         *frames,
         trust_stores=TrustStore.from_pem_file(lab_run.result.roots_pem),
         validate_at=_now(),
     )
+    assert [c.verified for c in chains] == [c.verified for c in by_hand]
     assert all(chain.verified is not None for chain in chains)
     replayed = replay(chains, semantics=[Semantics.VERIFIED])
     first_pins = replayed[replayed["pinned_at"] == lab_run.scenario.observed_at(0)]
