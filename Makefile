@@ -43,11 +43,22 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# The main job on the embedded default: the rotation lab and the real histories, end to end.
+DEMO := data/demo
 demo: setup
-	$(BIN)/pinlab demo --data $(SHARED_DATA) --out data/demo
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/pinlab demo --data $(SHARED_DATA) --out $(DEMO)
+	$(BIN)/pinlab truststores fetch || echo "pinlab: warning: certifi history not fetched; replays validate with today's roots"
+	$(BIN)/pinlab lab run data/lab/demo.toml --db $(DEMO)/pinlab.duckdb --out $(DEMO)/lab
+	$(BIN)/pinlab import-pem $(SHARED_DATA)/real-histories/manifest.csv --db $(DEMO)/pinlab.duckdb --label real-histories
+	$(BIN)/pinlab history --db $(DEMO)/pinlab.duckdb --out $(DEMO)/ledger.csv --summary
+	$(BIN)/pinlab simulate --db $(DEMO)/pinlab.duckdb --out $(DEMO)/replay.csv
+	$(BIN)/pinlab bench pins --quick --out $(DEMO)/bench.json
+	$(BIN)/pinlab report --db $(DEMO)/pinlab.duckdb --data $(SHARED_DATA) --bench $(DEMO)/bench.json --out $(DEMO)/report
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/python -m ipykernel install --sys-prefix --name pinlab --display-name "Python (pinlab)" >/dev/null
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
