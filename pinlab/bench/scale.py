@@ -29,6 +29,7 @@ SQL) gives a row that says so instead of a figure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import resource
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,23 +99,26 @@ def farm_targets(count: int, hosts: int, port: int) -> list[Target]:
     return [Target(name, port, name, "127.0.0.1") for name in names]
 
 
-def start_farm(hosts: list[VirtualHost], *, tries: int = 3) -> NginxFarm:
-    """A started :class:`NginxFarm` (``with`` it to stop it), tried again if start-up fails.
+@contextlib.contextmanager
+def start_farm(hosts: list[VirtualHost], *, tries: int = 3) -> Iterator[NginxFarm]:
+    """``with start_farm(hosts) as farm``: a running :class:`NginxFarm`, stopped on exit.
 
-    Under load, nginx's master can accept a connection before its workers exist, which
-    :meth:`NginxFarm.start` takes for a failed start ("no output"); a second try passes.
+    Start-up is tried again if it fails: under load, nginx's master can accept a connection
+    before its workers exist, which :meth:`NginxFarm.start` takes for a failed start.
     """
+    farm = NginxFarm(hosts, workers=2)
     for attempt in range(tries):
-        farm = NginxFarm(hosts, workers=2)
         try:
             farm.start()
+            break
         except NginxError:
             if attempt == tries - 1:
                 raise
             time.sleep(0.5)
-            continue
-        return farm
-    raise AssertionError("unreachable")
+    try:
+        yield farm
+    finally:
+        farm.stop()
 
 
 def _utc_now() -> datetime:

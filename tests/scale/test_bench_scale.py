@@ -10,10 +10,27 @@ from typer.testing import CliRunner
 from pinlab.cli import app
 
 
+def _scale_farms() -> set[int]:
+    """Pids of running nginx masters that serve the scale farm's names."""
+    masters = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            words = (entry / "cmdline").read_bytes().decode().split()
+            if words[:2] == ["nginx:", "master"] and "-p" in words:
+                config = Path(words[words.index("-p") + 1]) / "nginx.conf"
+                if "scale.test" in config.read_text():
+                    masters.add(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return masters
+
+
 def test_quick_scale_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
+    before = _scale_farms()
     result = CliRunner().invoke(app, ["bench", "scale", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert _scale_farms() - before == set()  # its farm was stopped
     rows = json.loads(out.read_text())["rows"]
     campaigns = [row for row in rows if row["part"] == "campaign"]
     assert [row["step"] for row in campaigns] == ["single process", "2 workers"]
