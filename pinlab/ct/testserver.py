@@ -53,6 +53,8 @@ class Misbehaviour:
     """Serve the tree head of this size instead of the full tree (smaller: a rewind)."""
     max_batch: int = 1000
     """Most entries per get-entries response, as real logs cap them."""
+    unavailable: int = 0
+    """Answer this many next requests with 503 and ``Retry-After: 0`` (an overloaded log)."""
 
 
 class LogServer:
@@ -85,6 +87,13 @@ class LogServer:
                 owner.requests.append(self.path)
                 parsed = urllib.parse.urlsplit(self.path)
                 params = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query).items()}
+                if owner.misbehaviour.unavailable > 0:
+                    owner.misbehaviour.unavailable -= 1
+                    self.send_response(503)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     status, body, cut = owner.respond(parsed.path, params)
                 except (KeyError, ValueError) as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pinlab.ct import (
     backfill_log,
     backfill_static,
 )
+from pinlab.ct.client import RateLimiter
 from pinlab.ct.entries import encode_extra_data, encode_leaf
 from pinlab.ct.testlog import LocalLog
 from pinlab.ct.testserver import LogServer, StaticServer
@@ -348,3 +350,33 @@ def test_log_key_from_pem_and_log_id(ct_history: History) -> None:
     key = LogKey.from_pem(key_pem(ct_history.log))
     assert key.log_id == ct_history.log.key.log_id
     assert LogKey.from_pem(base64.b64encode(key.spki)) == key
+
+
+def test_commits_group_batches_and_a_failure_keeps_the_last_group(
+    tmp_path: Path, served: LogServer, ct_history: History
+) -> None:
+    served.misbehaviour.truncate_from = 32
+    with Store.open(tmp_path / "s.duckdb") as store:
+        with pytest.raises(LogFetchError):
+            _run(store, served, ct_history, workers=1, commit_size=24)
+        assert store.connection.execute("SELECT next_index FROM ct_state").fetchone() == (24,)
+
+
+def test_an_overloaded_log_is_retried_then_given_up(
+    tmp_path: Path, served: LogServer, ct_history: History
+) -> None:
+    served.misbehaviour.unavailable = 2
+    with Store.open(tmp_path / "s.duckdb") as store:
+        result = _run(store, served, ct_history, retries=2, workers=1)
+        assert result.end == ct_history.log.size
+    served.misbehaviour.unavailable = 1
+    with Store.open(tmp_path / "t.duckdb") as store, pytest.raises(LogFetchError, match="HTTP 503"):
+        _run(store, served, ct_history, retries=0)
+
+
+def test_rate_limit_spaces_requests() -> None:
+    limiter = RateLimiter(50.0)
+    started = time.monotonic()
+    for _ in range(6):
+        limiter.wait()
+    assert time.monotonic() - started >= 0.09
