@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from typer.testing import CliRunner
+
 from pinlab.bench.ct import SyntheticLog, run_ct_benchmark
+from pinlab.bench.output import read_results
+from pinlab.cli import app
 from pinlab.ct.entries import parse_entry
 from pinlab.ct.merkle import root_hash
 
@@ -24,3 +30,11 @@ def test_synthetic_entries_are_distinct_and_well_formed() -> None:
     assert len({e.certificate for e in entries}) == 20
     assert sum(e.is_precert for e in entries) == 14
     assert root_hash([e.leaf_hash for e in entries]) == log.root
+
+
+def test_bench_ct_command_writes_its_rows(tmp_path: Path) -> None:
+    out = tmp_path / "ct.json"
+    result = CliRunner().invoke(app, ["bench", "ct", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "pinlab bench ct" in result.output
+    assert len(read_results(out).rows) == 3
