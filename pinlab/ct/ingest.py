@@ -331,8 +331,8 @@ class IssuanceWriter:
             for key, host, final in links:
                 connection.execute(
                     "UPDATE ct_issuances SET final_sha256 = ?, final_index = ? "
-                    "WHERE issuance = ? AND host = ? AND final_sha256 IS NULL",
-                    [final.leaf.sha256, final.index, key, host],
+                    "WHERE key64 = ? AND issuance = ? AND host = ? AND final_sha256 IS NULL",
+                    [final.leaf.sha256, final.index, key64(key), key, host],
                 )
             connection.execute(
                 "INSERT INTO ct_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log, filter) "

@@ -380,3 +380,27 @@ def test_rate_limit_spaces_requests() -> None:
     for _ in range(6):
         limiter.wait()
     assert time.monotonic() - started >= 0.09
+
+
+def test_final_certificate_after_its_precert_was_recorded_is_linked(
+    tmp_path: Path, served: LogServer, ct_history: History
+) -> None:
+    """No merge window: every precertificate is stored at once, and its final certificate,
+    one entry later, is linked to that issuance instead of making a second observation."""
+    with Store.open(tmp_path / "s.duckdb") as store:
+        result = _run(store, served, ct_history, batch_size=1, commit_size=1, merge_window=0)
+        assert result.stats.linked > 0
+        assert result.stats.merged == 0
+        assert len(store.observations_df()) == len(ct_history.truth)
+        assert _comparable(_ledger(store)).equals(_comparable(ct_history.truth_ledger()))
+        linked = store.connection.execute(
+            "SELECT count(*) FROM ct_issuances WHERE precert_sha256 IS NOT NULL "
+            "AND final_sha256 IS NOT NULL"
+        ).fetchone()
+        finals = store.connection.execute(
+            "SELECT count(*) FROM certificates c JOIN ct_issuances i ON c.sha256 = i.final_sha256 "
+            "WHERE i.precert_sha256 IS NOT NULL"
+        ).fetchone()
+    assert linked == finals
+    assert linked is not None
+    assert linked[0] > 0
