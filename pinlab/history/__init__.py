@@ -1,0 +1,61 @@
+"""The renewal ledger: what servers did when their certificate changed.
+
+Derived from two tables of the store (never edited, always recomputable):
+
+- ``observations``: ``host``, ``port``, ``sni``, ``observed_at``, ``status``, ``chain`` (the
+  presented chain as a list of certificate SHA-256 hex digests, leaf first);
+- ``certificates``: ``sha256``, ``der``, ``subject``, ``issuer``, ``serial``,
+  ``spki_sha256``, ``not_before``, ``not_after``, ``key_type``, ``key_size``, ``curve``.
+
+**Lineages.** A host may serve several leaves at once: one per key type (badssl.com serves
+RSA and ECDSA side by side), or one per IP behind a CDN. Counting every alternation as a
+renewal would invent rotations, so the leaves of a (host, port, SNI) are first split by key
+label (``RSA-2048``, ``P-256``...), then, within a key label, grouped by observation
+overlap: leaves are taken in order of first sighting (then last sighting, then digest); a
+new leaf continues the lineage whose current leaf appeared before it and stopped being
+served before it appeared, or stops first after being served alongside it for less than
+half of the new leaf's span (a roll-out across IPs); of several such lineages, the one
+served last; otherwise it starts a parallel lineage (two leaves first seen at the same
+instant are parallel). Only distinct leaves are considered, so flapping back to an earlier
+leaf is never a renewal. Lineages are named ``<key label>#<n>``.
+
+**Precertificates** (CT poison extension) are dropped when the final certificate of the same
+issuance (issuer and serial) is present, and otherwise kept and flagged. A leaf seen in a
+single observation is kept and flagged ``seen_once`` so analyses can exclude it. A leaf
+missing from ``certificates`` is kept with unknown facts (key label ``unknown``).
+
+**Issuer key, root, CA organisation.** The issuer key is the SPKI of the first presented
+certificate whose subject is the leaf's issuer; the root is the name the presented chain
+leads to (its top certificate's issuer); both from the earliest sighting that has them.
+The CA organisation is the issuer's O, read from the RFC 4514 ``issuer`` string (escapes
+undone), so no DER is parsed except to confirm a precertificate. A change flag is unknown
+(``<NA>``) when either side is.
+
+**Two derivations, one result.** :mod:`pinlab.history.frames` derives the tables from two
+pandas DataFrames (readable; for notebooks, tests and survival's replay); :class:`History`
+derives the same tables in DuckDB straight from a store, a connection or a Parquet dataset
+(a million hosts x 12 observations in well under a minute: ``pinlab bench history``). The
+rules both follow are in :mod:`pinlab.history.rules`, and the tests hold them equal.
+"""
+
+from pinlab.history.frames import (
+    host_summary,
+    key_lifetimes,
+    leaf_sightings,
+    population_summary,
+    renewal_ledger,
+)
+from pinlab.history.rules import LEDGER_COLUMNS, SIGHTING_COLUMNS
+from pinlab.history.sql import History, ledger_from_connection
+
+__all__ = [
+    "LEDGER_COLUMNS",
+    "SIGHTING_COLUMNS",
+    "History",
+    "host_summary",
+    "key_lifetimes",
+    "leaf_sightings",
+    "ledger_from_connection",
+    "population_summary",
+    "renewal_ledger",
+]
