@@ -225,28 +225,46 @@ def _disk_mb(path: Path) -> float:
 
 
 def generate_dataset(hosts: int, dataset: Path, memory_limit: str) -> dict[str, Any]:
-    """Child step: the history benchmark's synthetic store, written as a dataset."""
+    """Child step: the history benchmark's synthetic tables, written as one campaign's parts.
+
+    The tables are plain DuckDB tables without the store's primary key: DuckDB keeps a
+    key's index in memory, and 40 million certificate digests would not fit the limit.
+    """
+    import duckdb
+
     from pinlab.bench.history_data import (  # type: ignore[import-not-found,unused-ignore]
         ROUNDS,
+        START,
         generate,
     )
-    from pinlab.scale.dataset import export_dataset
+    from pinlab.scale.dataset import init_dataset, part_path, write_atomic, write_scan
+    from pinlab.store import _arrow
 
+    end = START + timedelta(days=30 * ROUNDS)
+    scan = Scan("bench", "scan", "bench scale", None, "{}", START, end, "bench")
     started = time.perf_counter()
-    with (
-        tempfile.TemporaryDirectory(dir=dataset.parent) as scratch,
-        Store.open(Path(scratch) / "generate.duckdb") as store,
-    ):
-        store.connection.execute("SET memory_limit = ?", [memory_limit])
-        store.connection.execute("SET preserve_insertion_order = false")
-        generate(store.connection, hosts=hosts, rounds=ROUNDS)
-        store.connection.execute(
-            "INSERT INTO scans VALUES ('bench', 'scan', 'bench scale', NULL, '{}', "
-            "TIMESTAMPTZ '2024-01-01 00:00:00+00', TIMESTAMPTZ '2024-12-31 00:00:00+00', "
-            "'bench')"
-        )
-        counts = export_dataset(store, dataset)
-    return {"seconds": time.perf_counter() - started, "observations": counts["observations"]}
+    init_dataset(dataset)
+    with tempfile.TemporaryDirectory(dir=dataset.parent) as scratch:
+        con = duckdb.connect(str(Path(scratch) / "generate.duckdb"))
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit])
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("SET temp_directory = ?", [str(Path(scratch) / "spill")])
+            for table in ("observations", "certificates"):
+                con.register("_empty", _arrow(table, []))
+                con.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
+                con.unregister("_empty")
+            generate(con, hosts=hosts, rounds=ROUNDS)
+            for table in ("certificates", "observations"):
+                with write_atomic(part_path(dataset, table, scan, 0)) as temporary:
+                    target = str(temporary).replace("'", "''")
+                    con.execute(f"COPY {table} TO '{target}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+            counted = con.execute("SELECT count(*) FROM observations").fetchone()
+        finally:
+            con.close()
+    write_scan(dataset, scan)
+    observations = int(counted[0]) if counted else 0
+    return {"seconds": time.perf_counter() - started, "observations": observations}
 
 
 def ledger_over_dataset(dataset: Path, out: Path, memory_limit: str) -> dict[str, Any]:
