@@ -106,7 +106,7 @@ SELECT h, r, profile, variant, leaf_no, key_label, sloppy AND r % 3 = 0 AS leaf_
         WHEN key_label = 'RSA-2048' THEN hash(h, variant, leaf_no, 'ca') % 2
         ELSE 2 + hash(h, variant, leaf_no, 'ca') % 2
     END AS ca,
-    TIMESTAMPTZ '{start}' + to_days(30 * r) + to_seconds(jitter) AS observed_at,
+    to_timestamp(({start} + 2592000 * r + jitter)::DOUBLE) AS observed_at,
     CASE WHEN failure < 97 THEN 'ok' WHEN failure < 99 THEN 'timeout' ELSE 'refused' END
         AS status
 FROM labelled
@@ -130,14 +130,15 @@ JOIN bench_cas c ON c.id = p.ca
 JOIN bench_cas x ON x.id = 7
 """
 
-# One row per leaf served (ok observations only). The DER is a two-byte placeholder.
+# One row per leaf served (ok observations only). The DER is a two-byte placeholder. Times
+# are built from epoch seconds: TIMESTAMPTZ interval arithmetic is (slow) calendar work.
 _LEAF_CERTIFICATES = f"""
 INSERT INTO certificates BY NAME
 SELECT {_LEAF} AS sha256, '\\x30\\x00'::BLOB AS der, 'CN=' || {_HOST} AS subject,
     any_value(c.subject) AS issuer, to_hex(hash(h, variant, leaf_no, 'serial')) AS serial,
-    min(observed_at) - to_days(2) AS not_before,
-    min(observed_at) - to_days(2)
-        + to_days(CASE WHEN any_value(profile) IN ('annual', 'rotate') THEN 365 ELSE 90 END)
+    to_timestamp(epoch(min(observed_at)) - 2 * 86400) AS not_before,
+    to_timestamp(epoch(min(observed_at)) - 2 * 86400
+        + CASE WHEN any_value(profile) IN ('annual', 'rotate') THEN 365 ELSE 90 END * 86400)
         AS not_after,
     sha256('key/' || h || '/' || variant || '/' || any_value(key_no)) AS spki_sha256,
     CASE WHEN any_value(key_label) = 'RSA-2048' THEN 'RSA' ELSE 'EC' END AS key_type,
@@ -174,7 +175,8 @@ def generate(con: duckdb.DuckDBPyConnection, *, hosts: int, rounds: int = ROUNDS
         "sha256('ca/' || id) AS sha256 FROM (SELECT UNNEST(?, recursive := true))",
         [[{"id": i, "subject": s, "issuer": r} for i, s, r in _CAS]],
     )
-    con.execute(_PLAN.format(hosts=int(hosts), rounds=int(rounds), start=START.isoformat()))
+    start = int(START.timestamp())
+    con.execute(_PLAN.format(hosts=int(hosts), rounds=int(rounds), start=start))
     con.execute("BEGIN TRANSACTION")
     try:
         for statement in (_OBSERVATIONS, _LEAF_CERTIFICATES, _CA_CERTIFICATES):

@@ -201,6 +201,39 @@ def ct(
             console.print(f"wrote {written}", markup=False, highlight=False)
 
 
+def history(
+    hosts: Annotated[
+        int | None,
+        typer.Option(min=1, help="Hosts to generate (default 1,000,000; 20,000 with --quick)."),
+    ] = None,
+    quick: Annotated[bool, QUICK] = False,
+    out: Annotated[Path | None, OUT] = None,
+) -> None:
+    """The renewal ledger at scale: a synthetic store of hosts x 12 observations (bench.history)."""
+    from pinlab.bench.history import FULL_HOSTS, QUICK_HOSTS, run_history_benchmark
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+
+    with usage_errors():
+        if out is not None:
+            check_suffix(out)
+        count = hosts if hosts is not None else (QUICK_HOSTS if quick else FULL_HOSTS)
+        frame = run_history_benchmark(hosts=count, quick=quick)
+        console.print(_frame_table(frame, "pinlab bench history"))
+        goal = frame[frame["goal"].notna()].iloc[0]
+        console.print(
+            f"ledger + summaries of {goal['hosts']:,} hosts: {goal['seconds']:.1f} s, peak "
+            f"{goal['peak_rss_mb']:.0f} MB resident; goals {goal['goal']}: "
+            f"{'met' if goal['met'] else 'NOT met'}",
+            markup=False,
+            highlight=False,
+        )
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group to the ``pinlab`` command."""
     group = typer.Typer(
@@ -212,4 +245,5 @@ def register(app: typer.Typer) -> None:
     group.command("collect")(collect)
     group.command("scale")(scale)
     group.command("ct")(ct)
+    group.command("history")(history)
     app.add_typer(group)
