@@ -46,12 +46,13 @@ from pinlab.history.frames import (
     renewal_ledger,
 )
 from pinlab.history.rules import LEDGER_COLUMNS, SIGHTING_COLUMNS
-from pinlab.history.sql import History, ledger_from_connection
+from pinlab.history.sql import History, HistoryError, ledger_from_connection
 
 __all__ = [
     "LEDGER_COLUMNS",
     "SIGHTING_COLUMNS",
     "History",
+    "HistoryError",
     "host_summary",
     "key_lifetimes",
     "leaf_sightings",

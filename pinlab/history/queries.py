@@ -265,7 +265,7 @@ SELECT h.host, h.port, h.sni, c.leaf, s.lineage, s.first_seen, s.last_seen, s.si
     s.precertificate, s.seen_once
 FROM _history_lineages s
 JOIN _history_hosts h USING (hid)
-JOIN {_CERTIFICATE} c USING (lid)
+LEFT JOIN {_CERTIFICATE} c USING (lid)
 LEFT JOIN _history_issuer_keys k USING (isk)
 LEFT JOIN _history_names r ON r.iid = s.root
 LEFT JOIN _history_names n ON n.iid = s.iid
@@ -283,8 +283,8 @@ SELECT h.host, h.port, h.sni, l.lineage, o.leaf AS old_sha256, c.leaf AS new_sha
     ni.ca_org AS new_ca_org, l.new_seen_once
 FROM _history_ledger l
 JOIN _history_hosts h USING (hid)
-JOIN {_CERTIFICATE} o ON o.lid = l.old_lid
-JOIN {_CERTIFICATE} c ON c.lid = l.new_lid
+LEFT JOIN {_CERTIFICATE} o ON o.lid = l.old_lid
+LEFT JOIN {_CERTIFICATE} c ON c.lid = l.new_lid
 LEFT JOIN _history_names oi ON oi.iid = l.old_iid
 LEFT JOIN _history_names ni ON ni.iid = l.new_iid
 """
@@ -315,7 +315,7 @@ FROM k JOIN top USING (hid, key_label, lineage_index)
 LIFETIMES_VIEW = f"""
 SELECT h.host, h.port, h.sni, t.lineage, c.spki_sha256, t.first_seen, t.last_seen,
     t.duration, t.observed, t.leaves
-FROM ({LIFETIMES}) t JOIN _history_hosts h USING (hid) JOIN {_CERTIFICATE} c USING (lid)
+FROM ({LIFETIMES}) t JOIN _history_hosts h USING (hid) LEFT JOIN {_CERTIFICATE} c USING (lid)
 """
 
 # Per host name (``nid``), on ids; names joined last. A name served on one (port, SNI),

@@ -137,6 +137,11 @@ class History:
             "issuer keys",
         )  # fmt: skip
         clashes = {name: int(n) for name, n in zip(kinds, row, strict=True)}
+        if clashes["leaves"]:
+            raise HistoryError(
+                f"{clashes['leaves']} leaves appear twice in the certificates table: keep one "
+                "row per sha256 (a store does; History.from_parquet deduplicates)"
+            )
         if any(clashes.values()):
             raise HistoryError(
                 f"64-bit id collision among {', '.join(k for k, n in clashes.items() if n)}; "
@@ -213,9 +218,11 @@ class History:
             if not parts:
                 raise HistoryError(f"{root}: not a pinlab dataset (no {table}/*.parquet)")
             files = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in parts)
+            # Parts written by separate workers may each hold a certificate: keep one.
+            select = "SELECT DISTINCT ON (sha256) *" if table == "certificates" else "SELECT *"
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW _history_{table}_parquet AS "
-                f"SELECT * FROM read_parquet([{files}])"
+                f"{select} FROM read_parquet([{files}])"
             )
         return cls.from_connection(
             con,

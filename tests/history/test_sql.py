@@ -6,6 +6,7 @@ of the benchmark's generator, and on histories built to exercise each rule.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from pinlab import history
 from pinlab.bench.history_data import generate
 from pinlab.certs import Certificate
 from pinlab.frames import frames_from_chains
-from pinlab.history import History
+from pinlab.history import History, HistoryError
 from pinlab.history.rules import CA_ORG_SQL, ca_organisation
 from pinlab.pki import CA, KeyType, Leaf, pooled_key
 from pinlab.store import Store
@@ -62,8 +63,17 @@ def test_real_histories_from_parquet(real_store: Path, tmp_path: Path) -> None:
     with Store.open(real_store, read_only=True) as store:
         store.export_parquet(tmp_path / "dataset")
         expected = history.ledger_from_connection(store.connection)
+    part = tmp_path / "dataset/certificates/part-0.parquet"
+    shutil.copy(part, part.with_name("part-1.parquet"))  # another worker's part: same certificates
     derived = History.from_parquet(tmp_path / "dataset")
     pd.testing.assert_frame_equal(derived.ledger(), expected)
+
+
+def test_duplicate_certificates_are_refused(real_store: Path) -> None:
+    with Store.open(real_store, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+    with pytest.raises(HistoryError, match="appear twice in the certificates table"):
+        History.from_frames(observations, pd.concat([certificates, certificates]))
 
 
 def test_a_synthetic_sample_of_the_benchmark(tmp_path: Path) -> None:
