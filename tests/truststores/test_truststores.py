@@ -38,8 +38,8 @@ def _wheel(folder: Path, version: str, roots: list[CA]) -> Path:
 def _sdist(folder: Path, version: str, roots: list[CA]) -> Path:
     path = folder / f"certifi-{version}.tar.gz"
     files = {
-        "setup.py": b"from setuptools import setup\nsetup(name='certifi', version='%s', packages=['certifi'])\n"
-        % version.encode(),
+        "setup.py": b"from setuptools import setup\n"
+        b"setup(name='certifi', version='%s', packages=['certifi'])\n" % version.encode(),
         "PKG-INFO": f"Metadata-Version: 1.0\nName: certifi\nVersion: {version}\n".encode(),
         "certifi/__init__.py": b"",
         "certifi/cacert.pem": b"".join(pem_of(root) for root in roots),
