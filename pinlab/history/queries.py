@@ -32,10 +32,11 @@ FROM {{observations}} WHERE {OK}
 GROUP BY ALL
 """
 
-HOSTS = f"""
+HOSTS = """
 CREATE OR REPLACE TEMP TABLE _history_hosts AS
 SELECT hash(host, port, coalesce(sni, '')) AS hid, hash(host) AS nid, *
-FROM (SELECT DISTINCT host, port, coalesce(sni, '') AS sni FROM {{observations}} WHERE {OK})
+FROM (SELECT DISTINCT host, port, coalesce(sni, '') AS sni FROM {observations}
+    WHERE status = 'ok')
 """
 
 # Each distinct rest of a presented chain, with what its certificates say: their subjects'
@@ -105,20 +106,40 @@ FROM (SELECT unnest(spkis) AS spki FROM _history_tails) WHERE spki IS NOT NULL
 # presented certificate whose subject is the leaf's issuer; the root: the issuer of the top
 # certificate (the leaf's own issuer when it was presented alone); both from the earliest
 # sighting that has them. Unknown leaves (not in ``certificates``) are kept, facts null.
-SEEN = """
+# Aggregated before the facts are joined (cheaper), with the chain first sent; the few
+# leaves sent with several chains (``multi``) are then settled by MULTI_CHAIN.
+_LINK = """CASE WHEN l.iid IS NOT NULL THEN x.spki_ids[list_position(x.subjects, l.iid)] END
+        AS isk,
+    CASE WHEN x.length = 0 THEN l.iid ELSE x.root END AS root"""
+
+SEEN = f"""
 CREATE OR REPLACE TEMP TABLE _history_seen AS
-SELECT g.hid, g.lid, min(g.first_seen) AS first_seen, max(g.last_seen) AS last_seen,
-    sum(g.sightings)::BIGINT AS sightings, any_value(l.kid) AS kid, any_value(l.iid) AS iid,
-    coalesce(any_value(l.key_label), 'unknown') AS key_label,
-    any_value(l.not_before) AS not_before, any_value(l.validity_days) AS validity_days,
-    coalesce(bool_or(l.precertificate), false) AS precertificate,
-    bool_or(l.lid IS NULL) AS unknown,
-    arg_min(CASE WHEN l.iid IS NOT NULL THEN x.spki_ids[list_position(x.subjects, l.iid)] END,
-        g.first_seen) AS isk,
-    arg_min(CASE WHEN x.length = 0 THEN l.iid ELSE x.root END, g.first_seen) AS root
-FROM _history_groups g LEFT JOIN _history_leaves l USING (lid) JOIN _history_tails x USING (th)
-GROUP BY g.hid, g.lid
+WITH s AS (
+    SELECT hid, lid, min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+        sum(sightings)::BIGINT AS sightings, arg_min(th, first_seen) AS th,
+        count(*) > 1 AS multi
+    FROM _history_groups GROUP BY hid, lid
+)
+SELECT s.* EXCLUDE (th), l.kid, l.iid, coalesce(l.key_label, 'unknown') AS key_label,
+    l.not_before, l.validity_days, coalesce(l.precertificate, false) AS precertificate,
+    l.lid IS NULL AS unknown, {_LINK}
+FROM s LEFT JOIN _history_leaves l USING (lid) JOIN _history_tails x USING (th)
 """
+
+MULTI_CHAIN = f"""
+UPDATE _history_seen s SET isk = m.isk, root = m.root
+FROM (
+    SELECT hid, lid, arg_min(isk, first_seen) AS isk, arg_min(root, first_seen) AS root
+    FROM (
+        SELECT g.hid, g.lid, g.first_seen, {_LINK}
+        FROM _history_groups g
+        SEMI JOIN (SELECT hid, lid FROM _history_seen WHERE multi) USING (hid, lid)
+        LEFT JOIN _history_leaves l USING (lid) JOIN _history_tails x USING (th))
+    GROUP BY hid, lid
+) m
+WHERE s.hid = m.hid AND s.lid = m.lid
+"""
+
 
 # A precertificate goes when the final certificate of its issuance was served too.
 DROP_MATCHED_PRECERTIFICATES = """
@@ -167,7 +188,7 @@ _CHANGE_COLUMNS = """key_reused, key_seen_before, issuer_changed, issuer_key_cha
 STEPS = f"""
 CREATE OR REPLACE TEMP TABLE _history_sightings AS
 WITH w AS (
-    SELECT s.* EXCLUDE (unknown), n.cid, f.key_first_seen,
+    SELECT s.* EXCLUDE (unknown, multi), n.cid, f.key_first_seen,
         kid IS NOT NULL AND coalesce(f.key_first_lid = lid, true) AS new_key,
         s.sightings = 1 AS seen_once, {_PREVIOUS}
     FROM _history_seen s LEFT JOIN _history_names n USING (iid)
@@ -265,7 +286,7 @@ SELECT h.host, h.port, h.sni, c.leaf, s.lineage, s.first_seen, s.last_seen, s.si
     s.precertificate, s.seen_once
 FROM _history_lineages s
 JOIN _history_hosts h USING (hid)
-LEFT JOIN {_CERTIFICATE} c USING (lid)
+JOIN {_CERTIFICATE} c USING (lid)
 LEFT JOIN _history_issuer_keys k USING (isk)
 LEFT JOIN _history_names r ON r.iid = s.root
 LEFT JOIN _history_names n ON n.iid = s.iid
@@ -283,8 +304,8 @@ SELECT h.host, h.port, h.sni, l.lineage, o.leaf AS old_sha256, c.leaf AS new_sha
     ni.ca_org AS new_ca_org, l.new_seen_once
 FROM _history_ledger l
 JOIN _history_hosts h USING (hid)
-LEFT JOIN {_CERTIFICATE} o ON o.lid = l.old_lid
-LEFT JOIN {_CERTIFICATE} c ON c.lid = l.new_lid
+JOIN {_CERTIFICATE} o ON o.lid = l.old_lid
+JOIN {_CERTIFICATE} c ON c.lid = l.new_lid
 LEFT JOIN _history_names oi ON oi.iid = l.old_iid
 LEFT JOIN _history_names ni ON ni.iid = l.new_iid
 """
@@ -315,7 +336,7 @@ FROM k JOIN top USING (hid, key_label, lineage_index)
 LIFETIMES_VIEW = f"""
 SELECT h.host, h.port, h.sni, t.lineage, c.spki_sha256, t.first_seen, t.last_seen,
     t.duration, t.observed, t.leaves
-FROM ({LIFETIMES}) t JOIN _history_hosts h USING (hid) LEFT JOIN {_CERTIFICATE} c USING (lid)
+FROM ({LIFETIMES}) t JOIN _history_hosts h USING (hid) JOIN {_CERTIFICATE} c USING (lid)
 """
 
 # Per host name (``nid``), on ids; names joined last. A name served on one (port, SNI),

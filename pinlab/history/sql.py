@@ -107,6 +107,9 @@ class History:
         cls._check_ids(con)
         confirmed = cls._confirm_precertificates(con, certificates)
         run(q.SEEN)
+        multi: Any = con.execute("SELECT count(*) FROM _history_seen WHERE multi").fetchone()
+        if multi[0]:
+            run(q.MULTI_CHAIN)
         drop("groups", "tails")
         unknown: Any = con.execute("SELECT count(*) FROM _history_seen WHERE unknown").fetchone()
         if unknown[0]:
