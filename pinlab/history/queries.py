@@ -346,7 +346,8 @@ HOST_SUMMARY = f"""
 WITH shared AS (
     SELECT nid FROM _history_hosts GROUP BY nid HAVING count(*) > 1
 ), s AS (
-    SELECT h.nid, h.nid IN (SELECT nid FROM shared) AS shared, s.*
+    SELECT h.nid, h.nid IN (SELECT nid FROM shared) AS shared, s.lid, s.kid, s.key_label,
+        s.lineage_index, s.first_seen, s.last_seen, s.validity_days, s.new_key, s.opens
     FROM _history_sightings s JOIN _history_hosts h USING (hid)
 ), leaves AS (
     SELECT nid, count(*) AS leaves, count(*) FILTER (WHERE new_key) AS distinct_keys,
