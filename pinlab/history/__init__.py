@@ -44,6 +44,7 @@ from pinlab.history.frames import (
     leaf_sightings,
     population_summary,
     renewal_ledger,
+    validity_over_time,
 )
 from pinlab.history.rules import LEDGER_COLUMNS, SIGHTING_COLUMNS
 from pinlab.history.sql import History, HistoryError, ledger_from_connection
@@ -59,4 +60,5 @@ __all__ = [
     "ledger_from_connection",
     "population_summary",
     "renewal_ledger",
+    "validity_over_time",
 ]

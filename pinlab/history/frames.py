@@ -280,6 +280,33 @@ def population_summary(ledger: pd.DataFrame, sightings: pd.DataFrame) -> pd.Data
     }]), POPULATION_COLUMNS)  # fmt: skip
 
 
+def validity_over_time(sightings: pd.DataFrame, *, period: str = "Q") -> pd.DataFrame:
+    """Validity lengths of the leaves issued in each ``period`` (pandas period alias).
+
+    One row per period of issuance (``not_before``): leaves issued, and the minimum,
+    median and maximum validity in days; the trend the CA/B Forum's shortening shows.
+    """
+    leaves = sightings.drop_duplicates("leaf").dropna(subset=["not_before", "validity_days"])
+    if leaves.empty:
+        return pd.DataFrame(columns=VALIDITY_COLUMNS)
+    issued = pd.to_datetime(leaves["not_before"], utc=True).dt.tz_localize(None)
+    grouped = leaves.groupby(issued.dt.to_period(period).dt.start_time)["validity_days"]
+    frame = pd.DataFrame(
+        {
+            "leaves": grouped.size(),
+            "min_days": grouped.min(),
+            "median_days": grouped.median(),
+            "max_days": grouped.max(),
+        }
+    )
+    frame = frame.rename_axis("period_start").reset_index()
+    frame["period_start"] = pd.to_datetime(frame["period_start"], utc=True)
+    return frame[VALIDITY_COLUMNS]
+
+
+VALIDITY_COLUMNS = ["period_start", "leaves", "min_days", "median_days", "max_days"]
+
+
 def _median(values: pd.Series) -> float:
     known = values.dropna()  # all unknown: NaN, without numpy's empty-slice warning
     return float(known.median()) if len(known) else float("nan")

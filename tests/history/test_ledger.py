@@ -146,3 +146,22 @@ def test_failed_observations_are_ignored(issuer: CA) -> None:
     failed = observations.assign(status="timeout", chain=[[]])
     ledger = history.renewal_ledger(pd.concat([observations, failed]), certificates)
     assert ledger.empty
+
+
+def test_validity_over_time_shows_the_shortening(real: dict[str, pd.DataFrame]) -> None:
+    by_year = history.validity_over_time(real["sightings"], period="Y")
+    assert list(by_year.columns) == [
+        "period_start",
+        "leaves",
+        "min_days",
+        "median_days",
+        "max_days",
+    ]
+    assert by_year["leaves"].sum() == real["sightings"]["leaf"].nunique()
+    assert by_year["period_start"].is_monotonic_increasing
+    # badssl.com's two-year certificates of 2015-2017 against lencr.org's 90 days since 2023.
+    early = by_year[by_year["period_start"].dt.year <= 2017]
+    late = by_year[by_year["period_start"].dt.year >= 2024]
+    assert early["max_days"].max() > 700
+    assert late["min_days"].min() < 100
+    assert history.validity_over_time(real["sightings"].iloc[0:0]).empty
