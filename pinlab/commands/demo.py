@@ -1,4 +1,4 @@
-"""``pinlab demo``: the main job on the embedded default data, as ``make demo`` runs it."""
+"""``pinlab demo``: the pins of every shared certificate, the first step of ``make demo``."""
 
 from __future__ import annotations
 
@@ -84,7 +84,11 @@ def demo_command(
     ),
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("data/demo"),
 ) -> None:
-    """Run pinlab's main job on the embedded default data and print where it wrote."""
+    """Write the pins of every certificate of the shared data, host by host.
+
+    The first step of ``make demo``, which then runs the lab, the ledger, the replay, a
+    quick benchmark and the report.
+    """
     with usage_errors():
         pins_file, count = write_pins(data, out)
     console.print(f"pins of {count} certificates, host by host: {pins_file}")
