@@ -389,7 +389,7 @@ def run_scale_benchmark(
     targets: int | None = None,
     hosts: int | None = None,
     survival_hosts: int | None = None,
-    memory_limit: str = "5GB",
+    memory_limit: str = "4GB",
     directory: Path | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
