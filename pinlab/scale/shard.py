@@ -5,13 +5,15 @@ targets into a DuckDB file in the worker's temporary directory, then copies it t
 shard's parts (:func:`pinlab.scale.dataset.write_shard_parts`: atomic renames,
 observations last). A worker killed mid-shard loses that private file and nothing else:
 the task runs again elsewhere and writes the same part names, so nothing is lost or
-counted twice. While it runs, the task posts its count of committed observations to the
+counted twice (the next shard on that machine deletes the dead worker's private folder).
+While it runs, the task posts its count of committed observations to the
 scheduler's event log a few times a second (the driver's progress bar).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -29,9 +31,11 @@ from pinlab.scale.plan import read_targets
 from pinlab.store import Store
 from pinlab.verify import TrustStore
 
-__all__ = ["ShardResult", "ShardSpec", "run_shard"]
+__all__ = ["ShardResult", "ShardSpec", "remove_orphans", "run_shard"]
 
 _REPORT_SECONDS = 0.25
+_PRIVATE = "pinlab-shard-"
+"""Prefix of a shard's private folder in the worker's temporary directory (then its pid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +122,35 @@ class _Reporter:
         self.worker.log_event(self.topic, message)
 
 
+def remove_orphans(directory: Path | None = None) -> int:
+    """Delete private shard stores left by killed workers (their process is gone); how many."""
+    removed = 0
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{_PRIVATE}*-*"):
+        pid = folder.name[len(_PRIVATE) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_shard(spec: ShardSpec) -> ShardResult:
     """Collect one shard into its Parquet parts (the task each worker runs)."""
+    remove_orphans()
     trust = _trust_store(spec.anchors_name, spec.anchors)
     with (
         _Reporter(spec.topic, spec.shard) as reporter,
-        tempfile.TemporaryDirectory(prefix="pinlab-shard-") as private,
+        tempfile.TemporaryDirectory(prefix=f"{_PRIVATE}{os.getpid()}-") as private,
         Store.open(Path(private) / "shard.duckdb") as store,
     ):
         store.add_scan(spec.scan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import uuid
 from collections import Counter
@@ -147,6 +148,8 @@ def test_a_worker_killed_mid_shard_loses_and_duplicates_nothing(
     assert (frame["status"] == "ok").all()
     leftovers = [p.name for p in dataset.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
+    # The rerun deleted the killed worker's private store from the temporary directory.
+    assert list(Path(tempfile.gettempdir()).glob(f"pinlab-shard-{victim.pid}-*")) == []
 
 
 def test_resume_runs_only_uncommitted_shards(
