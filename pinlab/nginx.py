@@ -191,8 +191,11 @@ class NginxFarm:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False
+            # Ready means listening *and* workers forked: the master accepts connections on
+            # the socket before its workers exist, and under load that gap is visible.
             with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
-                return bool(self._workers())
+                if self._workers():
+                    return True
             time.sleep(0.02)
         return False
 

@@ -40,9 +40,10 @@ from pathlib import Path
 import pandas as pd
 from OpenSSL import SSL
 
+from pinlab.bench.farm import farm_hosts, farm_targets
 from pinlab.collect import CollectOptions, collect
-from pinlab.nginx import NginxFarm, VirtualHost
-from pinlab.pki import CA, KeyType, pooled_key
+from pinlab.nginx import NginxFarm
+from pinlab.pki import CA
 from pinlab.records import Scan
 from pinlab.store import Store
 from pinlab.targets import Target
@@ -51,6 +52,7 @@ from pinlab.verify import TrustStore
 
 __all__ = ["run_collect_benchmark", "streaming_peak_rss_mb"]
 
+DOMAIN = "bench.test"
 CONCURRENCY = 50
 
 
@@ -62,27 +64,6 @@ def _cpu() -> float:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _farm_hosts(count: int) -> tuple[CA, list[VirtualHost]]:
-    root = CA.root("Bench Root")
-    intermediate = root.child_ca("Bench Intermediate")
-    hosts = []
-    for index in range(count):
-        name = f"h{index}.bench.test"
-        if index % 2:
-            key = pooled_key(KeyType.RSA2048, index % 16)
-            leaf = intermediate.issue_leaf(name, f"*.{name}", key=key)
-        else:
-            leaf = intermediate.issue_leaf(name, f"*.{name}", key_type=KeyType.P256)
-        chain = leaf.cert_pem + intermediate.cert_pem
-        hosts.append(VirtualHost(name, chain, leaf.key_pem, aliases=(f"*.{name}",)))
-    return root, hosts
-
-
-def _targets(count: int, hosts: int, port: int) -> list[Target]:
-    names = [f"t{j}.h{j % hosts}.bench.test" for j in range(count)]
-    return [Target(name, port, name, "127.0.0.1") for name in names]
 
 
 def _pinlab(targets: list[Target], root: CA, directory: Path, *, cache: bool = True) -> int:
@@ -209,7 +190,7 @@ def run_collect_benchmark(*, hosts: int = 200, quick: bool = False) -> pd.DataFr
     count = 400 if quick else 12_000
     if quick:
         hosts = min(hosts, 20)
-    root, virtual_hosts = _farm_hosts(hosts)
+    root, virtual_hosts = farm_hosts(hosts, domain=DOMAIN)
     rows: dict[str, dict[str, float | str]] = {}
 
     def keep(row: dict[str, float | str]) -> None:
@@ -220,7 +201,7 @@ def run_collect_benchmark(*, hosts: int = 200, quick: bool = False) -> pd.DataFr
             rows[name] = row
 
     with NginxFarm(virtual_hosts, workers=2) as farm, tempfile.TemporaryDirectory() as scratch:
-        targets = _targets(count, hosts, farm.port)
+        targets = farm_targets(count, hosts, farm.port, domain=DOMAIN)
         _bare_threads(targets[: min(200, count)])  # warm up nginx and the client
         clients: dict[str, Callable[[], int]] = {
             "pinlab collect": lambda: _pinlab(targets, root, Path(scratch)),

@@ -46,8 +46,10 @@ from typing import Any
 
 import pandas as pd
 
+from pinlab.bench.farm import farm_hosts as shared_farm_hosts
+from pinlab.bench.farm import farm_targets as shared_farm_targets
 from pinlab.collect import CollectOptions, collect
-from pinlab.nginx import NginxError, NginxFarm, VirtualHost
+from pinlab.nginx import NginxFarm, VirtualHost
 from pinlab.pki import CA, KeyType, pooled_key
 from pinlab.records import Scan
 from pinlab.store import Store
@@ -74,51 +76,20 @@ Progress = Callable[[str], None]
 
 
 def farm_hosts(count: int) -> tuple[CA, list[VirtualHost]]:
-    """A root and ``count`` nginx virtual hosts ``hN.scale.test`` (with ``*.hN`` aliases).
-
-    Leaves alternate P-256 and RSA-2048 (pooled keys), each sent with its intermediate.
-    """
-    root = CA.root("Scale Bench Root")
-    intermediate = root.child_ca("Scale Bench Intermediate")
-    hosts = []
-    for index in range(count):
-        name = f"h{index}.{DOMAIN}"
-        if index % 2:
-            key = pooled_key(KeyType.RSA2048, index % 8)
-            leaf = intermediate.issue_leaf(name, f"*.{name}", key=key)
-        else:
-            leaf = intermediate.issue_leaf(name, f"*.{name}", key_type=KeyType.P256)
-        chain = leaf.cert_pem + intermediate.cert_pem
-        hosts.append(VirtualHost(name, chain, leaf.key_pem, aliases=(f"*.{name}",)))
-    return root, hosts
+    """The benchmark farm's root and ``count`` virtual hosts ``hN.scale.test``."""
+    return shared_farm_hosts(count, domain=DOMAIN, name="Scale Bench")
 
 
 def farm_targets(count: int, hosts: int, port: int) -> list[Target]:
     """``count`` distinct ``127.0.0.1,tJ.hN.scale.test`` targets spread over the hosts."""
-    names = [f"t{j}.h{j % hosts}.{DOMAIN}" for j in range(count)]
-    return [Target(name, port, name, "127.0.0.1") for name in names]
+    return shared_farm_targets(count, hosts, port, domain=DOMAIN)
 
 
 @contextlib.contextmanager
-def start_farm(hosts: list[VirtualHost], *, tries: int = 3) -> Iterator[NginxFarm]:
-    """``with start_farm(hosts) as farm``: a running :class:`NginxFarm`, stopped on exit.
-
-    Start-up is tried again if it fails: under load, nginx's master can accept a connection
-    before its workers exist, which :meth:`NginxFarm.start` takes for a failed start.
-    """
-    farm = NginxFarm(hosts, workers=2)
-    for attempt in range(tries):
-        try:
-            farm.start()
-            break
-        except NginxError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.5)
-    try:
+def start_farm(hosts: list[VirtualHost]) -> Iterator[NginxFarm]:
+    """``with start_farm(hosts) as farm``: a running :class:`NginxFarm`, stopped on exit."""
+    with NginxFarm(hosts, workers=2) as farm:
         yield farm
-    finally:
-        farm.stop()
 
 
 def _utc_now() -> datetime:

@@ -57,10 +57,10 @@ class StoreFrames(NamedTuple):
 
 
 def load_store_frames(db: Path) -> StoreFrames:
-    """Read a store's observations, certificates and scans (read-only)."""
-    from pinlab.store import Store
+    """Read a store's observations, certificates and scans (a DuckDB file or a dataset)."""
+    from pinlab.scale import open_store
 
     if not db.exists():
         raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
-    with Store.open(db, read_only=True) as store:
+    with open_store(db) as store:
         return StoreFrames(store.observations_df(), store.certificates_df(), store.scans_df())

@@ -11,14 +11,14 @@ import typer
 from pinlab import history
 from pinlab.commands._common import console, usage_errors
 from pinlab.errors import PinlabError
-from pinlab.store import Store
+from pinlab.scale import open_store
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
 
 
 def ledger_from_store(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ledger, leaf sightings) of the store at ``db``, opened read-only."""
-    with Store.open(db, read_only=True) as store:
+    with open_store(db) as store:
         derived = history.History.from_store(store)
         return derived.ledger(), derived.sightings()
 
@@ -48,7 +48,7 @@ def history_command(
         if out is not None and out.suffix not in {".csv", ".parquet"}:
             raise PinlabError(f"{out}: write .csv or .parquet")
         # Derived in DuckDB straight from the store: a million hosts fit (pinlab bench history).
-        with Store.open(db, read_only=True) as store:
+        with open_store(db) as store:
             derived = history.History.from_store(store)
             if out is not None:
                 renewals = derived.write_ledger(out)
