@@ -42,6 +42,9 @@ warnings.filterwarnings(
     message="Parsed a serial number which wasn't positive",
     category=CryptographyDeprecationWarning,
 )
+# Names whose attributes break RFC 5280's length bounds (real roots have them) are recorded
+# as they are; cryptography's warning about them would only be noise to the user.
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 # What cryptography raises for bytes that are DER but not a certificate it accepts.
 # Extensions are parsed as a whole, so an unsupported SAN type (x400Address, ediPartyName)
