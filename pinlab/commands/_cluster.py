@@ -16,7 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pinlab.collect import CollectOptions
 from pinlab.commands._common import err_console
-from pinlab.commands.collect import _MAX_REPORTED_BAD_LINES, _now, _print_summary
+from pinlab.commands.collect import (
+    _MAX_REPORTED_BAD_LINES,
+    _now,
+    _print_summary,
+    scan_parameters,
+)
 from pinlab.errors import PinlabError, TargetError
 from pinlab.records import Scan
 from pinlab.scale.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
@@ -123,13 +128,7 @@ def _new_scan(
     workers: int | None,
 ) -> Scan:
     parameters = {
-        "concurrency": options.concurrency,
-        "per_ip": options.per_ip,
-        "rate": options.rate,
-        "timeout": options.timeout,
-        "retries": options.retries,
-        "sni": not no_sni,
-        "trust_store": anchors,
+        **scan_parameters(options, no_sni=no_sni, anchors=anchors),
         "cluster": cluster,
         "workers": workers,
     }

@@ -167,15 +167,7 @@ def _scan(
             )
             return previous, done
         err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
-    parameters = {
-        "concurrency": options.concurrency,
-        "per_ip": options.per_ip,
-        "rate": options.rate,
-        "timeout": options.timeout,
-        "retries": options.retries,
-        "sni": not no_sni,
-        "trust_store": anchors,
-    }
+    parameters = scan_parameters(options, no_sni=no_sni, anchors=anchors)
     scan = Scan(
         scan_id=uuid.uuid4().hex,
         source="scan",
@@ -254,3 +246,16 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
     app.command("import")(import_command)
     app.command("import-pem")(import_pem_command)
+
+
+def scan_parameters(options: CollectOptions, *, no_sni: bool, anchors: str) -> dict[str, object]:
+    """How a campaign collected, as recorded in its scan's parameters."""
+    return {
+        "concurrency": options.concurrency,
+        "per_ip": options.per_ip,
+        "rate": options.rate,
+        "timeout": options.timeout,
+        "retries": options.retries,
+        "sni": not no_sni,
+        "trust_store": anchors,
+    }
