@@ -7,8 +7,6 @@ the summary, as for a single-process campaign.
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 
 import typer
@@ -20,13 +18,13 @@ from pinlab.commands.collect import (
     _MAX_REPORTED_BAD_LINES,
     _now,
     _print_summary,
+    new_scan,
     scan_parameters,
 )
 from pinlab.errors import PinlabError, TargetError
 from pinlab.records import Scan
 from pinlab.scale.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
 from pinlab.scale.plan import default_shards
-from pinlab.store import pinlab_version
 from pinlab.targets import iter_targets
 from pinlab.verify import TrustStore
 
@@ -132,13 +130,4 @@ def _new_scan(
         "cluster": cluster,
         "workers": workers,
     }
-    return Scan(
-        scan_id=uuid.uuid4().hex,
-        source="scan",
-        label=label,
-        targets=str(source),
-        parameters=json.dumps(parameters, sort_keys=True),
-        started_at=_now(),
-        finished_at=None,
-        pinlab_version=pinlab_version(),
-    )
+    return new_scan(source, label, parameters)

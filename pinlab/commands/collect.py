@@ -167,17 +167,7 @@ def _scan(
             )
             return previous, done
         err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
-    parameters = scan_parameters(options, no_sni=no_sni, anchors=anchors)
-    scan = Scan(
-        scan_id=uuid.uuid4().hex,
-        source="scan",
-        label=label,
-        targets=str(source),
-        parameters=json.dumps(parameters, sort_keys=True),
-        started_at=_now(),
-        finished_at=None,
-        pinlab_version=pinlab_version(),
-    )
+    scan = new_scan(source, label, scan_parameters(options, no_sni=no_sni, anchors=anchors))
     store.add_scan(scan)
     return scan, set()
 
@@ -259,3 +249,17 @@ def scan_parameters(options: CollectOptions, *, no_sni: bool, anchors: str) -> d
         "sni": not no_sni,
         "trust_store": anchors,
     }
+
+
+def new_scan(source: Path, label: str | None, parameters: dict[str, object]) -> Scan:
+    """A new campaign over the target file ``source``, starting now."""
+    return Scan(
+        scan_id=uuid.uuid4().hex,
+        source="scan",
+        label=label,
+        targets=str(source),
+        parameters=json.dumps(parameters, sort_keys=True),
+        started_at=_now(),
+        finished_at=None,
+        pinlab_version=pinlab_version(),
+    )
