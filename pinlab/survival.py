@@ -286,15 +286,22 @@ class PinSurvival:
         self.summary = pd.DataFrame()
 
     def fit(self, replayed: pd.DataFrame) -> PinSurvival:
-        """Fit one Kaplan-Meier estimator per (strategy, semantics) of ``replayed``."""
+        """Fit one Kaplan-Meier estimator per (strategy, semantics) of ``replayed``.
+
+        ``replayed`` is a replay (one row per pin) or a survival table with a ``pins``
+        column counting the pins of each (strategy, semantics, days_survived, broken), as
+        :func:`pinlab.scale.replay.replay_store` gives it: the curves are the same.
+        """
         from lifelines import KaplanMeierFitter
         from lifelines.utils import median_survival_times
 
         curves, summary = [], []
         for (name, mode), group in replayed.groupby(["strategy", "semantics"], sort=True):
+            weights = group["pins"] if "pins" in group else pd.Series(1, index=group.index)
             fitter = KaplanMeierFitter(alpha=self.alpha).fit(
-                group["days_survived"], event_observed=group["broken"], label=f"{name} ({mode})"
-            )
+                group["days_survived"], event_observed=group["broken"],
+                weights=weights if "pins" in group else None, label=f"{name} ({mode})",
+            )  # fmt: skip
             self.fitters_[(str(name), str(mode))] = fitter
             curve = pd.concat([fitter.survival_function_, fitter.confidence_interval_], axis=1)
             curve.columns = ["survival", "ci_lower", "ci_upper"]
@@ -303,8 +310,8 @@ class PinSurvival:
             )
             interval = median_survival_times(fitter.confidence_interval_)
             summary.append({
-                "strategy": name, "semantics": mode, "pins": len(group),
-                "breaks": int(group["broken"].sum()),
+                "strategy": name, "semantics": mode, "pins": int(weights.sum()),
+                "breaks": int(weights[group["broken"].astype(bool)].sum()),
                 "median_days": fitter.median_survival_time_,
                 "median_ci_lower": float(interval.iloc[0, 0]),
                 "median_ci_upper": float(interval.iloc[0, 1]),

@@ -22,17 +22,19 @@ Let's Encrypt leaves pick R10/R11 (E5/E6 for ECDSA) at random per leaf, so issue
 often while the CA organisation does not; one commercial CA's organisation has an escaped
 comma (``O=Example\\, Inc.``); Sectigo chains carry the cross-signed USERTrust root too.
 About 3 % of observations fail (no chain), and 3 % of hosts send their leaf alone every
-third round. Leaf DER is a placeholder (the derivation never parses it; there are no
-precertificates).
+third round. Leaves name their host in their SANs. Leaf DER is a placeholder (the derivation
+never parses it; there are no precertificates).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import duckdb
+import pandas as pd
 
-__all__ = ["ROUNDS", "generate"]
+__all__ = ["ROUNDS", "generate", "trust_anchors"]
 
 ROUNDS = 12
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -146,7 +148,7 @@ SELECT {_LEAF} AS sha256, '\\x30\\x00'::BLOB AS der, 'CN=' || {_HOST} AS subject
         AS key_size,
     CASE any_value(key_label) WHEN 'P-256' THEN 'secp256r1' WHEN 'P-384' THEN 'secp384r1' END
         AS curve,
-    false AS is_ca
+    false AS is_ca, [{_HOST}] AS sans
 FROM bench_plan JOIN bench_cas c ON c.id = bench_plan.ca
 WHERE status = 'ok'
 GROUP BY h, variant, leaf_no
@@ -162,6 +164,35 @@ SELECT sha256, '\\x30\\x00'::BLOB AS der, subject, issuer, printf('%04x', id) AS
     CASE WHEN id IN (2, 3) THEN 'secp384r1' END AS curve, true AS is_ca, 0 AS path_length
 FROM bench_cas
 """
+
+
+# The roots the chains lead to, as a client's trust store holds them: the USERTrust root
+# has the key of the cross-signed certificate Sectigo chains carry (id 7), as in reality.
+_ROOTS = [
+    ("CN=ISRG Root X1,O=Internet Security Research Group,C=US", "root key/ISRG X1"),
+    ("CN=ISRG Root X2,O=Internet Security Research Group,C=US", "root key/ISRG X2"),
+    (_CAS[7][1], "ca key/7"),
+    (_CAS[5][2], "root key/DigiCert G2"),
+    (_CAS[6][2], "root key/Example"),
+]
+
+
+def trust_anchors() -> pd.DataFrame:
+    """The synthetic roots as trust anchors (the store's ``certificates`` columns), for
+    replaying the generated histories under verified semantics."""
+    rows = [
+        {
+            "sha256": hashlib.sha256(f"root/{subject}".encode()).hexdigest(),
+            "subject": subject,
+            "issuer": subject,
+            "spki_sha256": hashlib.sha256(key.encode()).hexdigest(),
+            "not_before": datetime(2015, 1, 1, tzinfo=UTC),
+            "not_after": datetime(2035, 1, 1, tzinfo=UTC),
+            "is_ca": True,
+        }
+        for subject, key in _ROOTS
+    ]
+    return pd.DataFrame(rows)
 
 
 def generate(con: duckdb.DuckDBPyConnection, *, hosts: int, rounds: int = ROUNDS) -> None:
