@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pinlab.commands._common import (
     console,
@@ -15,10 +17,21 @@ from pinlab.commands._common import (
     usage_errors,
 )
 from pinlab.commands.history import DEFAULT_DB, write_table
+from pinlab.errors import PinlabError
 from pinlab.pins import Semantics
+from pinlab.scale.dataset import is_dataset, open_store
 from pinlab.strategies import STRATEGIES, strategy
 from pinlab.survival import PinSurvival, observed_chains, replay
 from pinlab.truststores import choose_trust_stores
+from pinlab.verify import TrustStore
+
+
+class Engine(enum.StrEnum):
+    """How the replay runs: in Python objects, or out of core in DuckDB and numpy."""
+
+    AUTO = "auto"
+    PYTHON = "python"
+    DUCKDB = "duckdb"
 
 
 def simulate_command(
@@ -49,8 +62,22 @@ def simulate_command(
         Path,
         typer.Option("--truststores", help="certifi release cache (pinlab truststores fetch)."),
     ] = Path("data/certifi"),
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="python: every rule, certifi history, legacy SHA-1 paths; duckdb: out of "
+            "core for stores of any size (OUT is a folder of Parquet parts); auto: duckdb "
+            "for a dataset folder, python for a DuckDB file.",
+        ),
+    ] = Engine.AUTO,
 ) -> None:
     """When would each pinning strategy have broken the app? One row per pin."""
+    if engine is Engine.DUCKDB or (engine is Engine.AUTO and is_dataset(db)):
+        with usage_errors():
+            _simulate_out_of_core(db, out, strategies, semantics, release_every, ca_file,
+                                  validate_at)  # fmt: skip
+        return
     with usage_errors():
         for name in strategies or ():
             strategy(name)
@@ -72,6 +99,40 @@ def simulate_command(
     console.print(f"{len(replayed)} pins replayed over {len(chains)} observations: {out}")
     if not replayed.empty:
         summary = PinSurvival().fit(replayed).summary.round(1)
+        console.print(summary.to_string(index=False), markup=False, highlight=False)
+
+
+def _simulate_out_of_core(
+    db: Path,
+    out: Path,
+    strategies: list[str] | None,
+    semantics: list[Semantics] | None,
+    release_every: float | None,
+    ca_file: Path | None,
+    validate_at: str | None,
+) -> None:
+    """The duckdb engine: :func:`pinlab.scale.replay.replay_store` with a progress bar."""
+    from pinlab.scale.replay import replay_store
+
+    if release_every is not None:
+        raise PinlabError("--release-every needs --engine python (pins at every observation)")
+    if out.suffix in (".csv", ".parquet"):
+        raise PinlabError(f"{out}: the duckdb engine writes a folder of Parquet parts")
+    trust = TrustStore.from_pem_file(ca_file) if ca_file is not None else TrustStore.certifi()
+    described = f"{ca_file} for every date" if ca_file else "today's certifi for every date"
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with open_store(db) as store, Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("replay", total=None)
+        result = replay_store(
+            store, trust_store=trust, strategies=strategies,
+            semantics=semantics or list(Semantics), out=out,
+            validate_at=parse_time(validate_at) if validate_at else None,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )  # fmt: skip
+    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
+    console.print(f"{result.pins} pins replayed over {result.observations} observations: {out}/")
+    if result.pins:
+        summary = PinSurvival().fit(result.counts).summary.round(1)
         console.print(summary.to_string(index=False), markup=False, highlight=False)
 
 

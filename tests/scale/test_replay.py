@@ -254,3 +254,41 @@ def test_synthetic_histories_replay_under_both_semantics(tmp_path: Path) -> None
         summary.loc[("root-spki", "verified"), "survival_1y"]
         >= summary.loc[("leaf-spki", "verified"), "survival_1y"]
     )
+
+
+def test_simulate_reads_a_dataset_out_of_core(shared_data: Path, tmp_path: Path) -> None:
+    import certifi
+    from typer.testing import CliRunner
+
+    from pinlab.cli import app
+
+    runner = CliRunner()
+    with Store.open(tmp_path / "real.duckdb") as store:
+        store.import_pem(shared_data / "real-histories/manifest.csv", now=T0)
+        export_dataset(store, tmp_path / "dataset")
+    common = ["--ca-file", certifi.where(), "--strategy", "leaf-spki", "--strategy", "ca-set"]
+    python = runner.invoke(
+        app, ["simulate", "--db", str(tmp_path / "real.duckdb"), "--out",
+              str(tmp_path / "python.csv"), *common],
+    )  # fmt: skip
+    assert python.exit_code == 0, python.output
+    folder = tmp_path / "replay"
+    duck = runner.invoke(
+        app, ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder), *common]
+    )
+    assert duck.exit_code == 0, duck.output
+    expected = pd.read_csv(tmp_path / "python.csv")
+    got = pd.concat(pd.read_parquet(p) for p in sorted(folder.glob("part-*.parquet")))
+    assert len(got) == len(expected) > 0
+    assert got["broken"].sum() == expected["broken"].sum()
+    assert f"{len(expected)} pins replayed" in duck.output
+    # the same summary table is printed by both engines
+    assert python.output.splitlines()[-4:] == duck.output.splitlines()[-4:]
+    for wrong, message in (
+        (["--release-every", "30"], "--engine python"),
+        (["--out", str(tmp_path / "x.csv")], "folder of Parquet parts"),
+    ):
+        arguments = ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder)]
+        result = runner.invoke(app, [*arguments, *common, *wrong])
+        assert result.exit_code == 2
+        assert message in result.output
