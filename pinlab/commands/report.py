@@ -42,7 +42,9 @@ def _notebooks(directory: Path, only: list[str] | None) -> list[Path]:
 
 
 def report_command(
-    db: Annotated[Path, typer.Option("--db", help="The store the notebooks read.")],
+    db: Annotated[
+        Path, typer.Option("--db", help="The store the notebooks read (DuckDB file or dataset).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the HTML pages and index.html.")],
     bench: Annotated[
         Path | None,
@@ -83,11 +85,11 @@ def report_command(
         ensure_kernel,
         parse_parameter,
     )
-    from pinlab.store import Store
+    from pinlab.scale import open_store
 
     with usage_errors():
         chosen = _notebooks(notebooks or default_notebooks_dir(), only)
-        Store.open(db, read_only=True).close()  # a clear error now, not in a kernel later
+        open_store(db).close()  # a clear error now, not in a kernel later
         if bench is not None and not bench.is_file():
             raise PinlabError(f"--bench {bench}: no such file")
         parameters: dict[str, object] = {

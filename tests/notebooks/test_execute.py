@@ -107,3 +107,29 @@ def test_usage_errors_exit_2(small_store: Path, tmp_path: Path) -> None:
     )
     assert bench.exit_code == 2
     assert "no such file" in bench.output
+
+
+def test_the_store_notebooks_read_a_dataset_folder(
+    small_store: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    from pinlab.scale.dataset import export_dataset
+    from pinlab.store import Store
+
+    dataset = tmp_path / "dataset"
+    with Store.open(small_store, read_only=True) as store:
+        export_dataset(store, dataset)
+    out = tmp_path / "report"
+    only = [option for n in ("01", "02", "03") for option in ("--notebook", n)]
+    result = runner.invoke(
+        app,
+        ["report", "--db", str(dataset), "--out", str(out), *only, "--data", str(shared_data),
+         "--truststores", str(REPO / "data" / "certifi"), "-p", "forward_years=1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pages = sorted(p.name for p in out.glob("0*.html"))
+    assert pages == ["01-collection.html", "02-renewals.html", "03-pin-survival.html"]
+    for page in pages:
+        text = (out / page).read_text(encoding="utf-8")
+        assert "Traceback (most recent call last)" not in text, page
+        assert "data:image/svg+xml;base64," in text, page
+    assert repr(str(dataset)) in (out / "01-collection.html").read_text(encoding="utf-8")
