@@ -192,20 +192,40 @@ def _print_summary(summary: CollectSummary, bad_lines: int) -> None:
 def export_command(
     directory: Annotated[Path, typer.Argument(help="Directory to write the Parquet dataset in.")],
     db: DbOption = DEFAULT_DB,
+    partitioned: Annotated[
+        bool,
+        typer.Option(
+            "--partitioned",
+            help="Partition by campaign date, as cluster campaigns write (pinlab.scale).",
+        ),
+    ] = False,
 ) -> None:
     """Write the store as a Parquet dataset (one folder per table)."""
+    from pinlab.scale.dataset import export_dataset
+
     with usage_errors(), Store.open(db, read_only=True) as store:
-        counts = store.export_parquet(directory)
+        if partitioned:
+            counts = export_dataset(store, directory)
+        else:
+            counts = store.export_parquet(directory)
     console.print(f"exported {_counts(counts)} to {directory}")
 
 
+_IMPORT_HELP = "A dataset: pinlab export's (flat or --partitioned) or a cluster campaign's."
+
+
 def import_command(
-    directory: Annotated[Path, typer.Argument(help="A dataset written by pinlab export.")],
+    directory: Annotated[Path, typer.Argument(help=_IMPORT_HELP)],
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Add a Parquet dataset to the store (scans already present are skipped)."""
+    from pinlab.scale.dataset import import_dataset
+
     with usage_errors(), Store.open(db) as store:
-        added = store.import_parquet(directory)
+        if any((directory / "observations").glob("*.parquet")):
+            added = store.import_parquet(directory)
+        else:  # partitioned by campaign date (or not a dataset: the reader says so)
+            added = import_dataset(directory, store)
     console.print(f"imported {_counts(added)} from {directory}")
 
 

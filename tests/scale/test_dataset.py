@@ -168,3 +168,29 @@ def test_write_atomic_leaves_the_old_file_or_the_new_one(tmp_path: Path) -> None
         interrupted()
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["part.parquet"]
+
+
+def test_cli_exports_partitioned_and_imports_either_layout(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pinlab.cli import app
+
+    runner = CliRunner()
+    store = _fill(tmp_path / "store.duckdb")
+    counts = store.counts()
+    store.close()
+    source = ["--db", str(tmp_path / "store.duckdb")]
+    for name, extra in (("flat", []), ("partitioned", ["--partitioned"])):
+        done = runner.invoke(app, ["export", str(tmp_path / name), *source, *extra])
+        assert done.exit_code == 0, done.output
+        target = ["--db", str(tmp_path / f"{name}.duckdb")]
+        first = runner.invoke(app, ["import", str(tmp_path / name), *target])
+        assert first.exit_code == 0, first.output
+        with Store.open(tmp_path / f"{name}.duckdb", read_only=True) as merged:
+            assert merged.counts() == counts
+        again = runner.invoke(app, ["import", str(tmp_path / name), *target])
+        assert "imported 0 certificates, 0 scans, 0 observations" in again.output
+    assert any((tmp_path / "partitioned" / "observations").glob("date=*/*.parquet"))
+    missing = runner.invoke(app, ["import", str(tmp_path / "nowhere"), *source])
+    assert missing.exit_code == 2
+    assert "no such dataset folder" in missing.output
