@@ -22,7 +22,7 @@ from pinlab.pins import Semantics
 from pinlab.scale.dataset import is_dataset, open_store
 from pinlab.strategies import STRATEGIES, strategy
 from pinlab.survival import PinSurvival, observed_chains, replay
-from pinlab.truststores import choose_trust_stores
+from pinlab.truststores import TrustStoreHistory, choose_trust_stores
 from pinlab.verify import TrustStore
 
 
@@ -66,7 +66,7 @@ def simulate_command(
         Engine,
         typer.Option(
             "--engine",
-            help="python: every rule, certifi history, legacy SHA-1 paths; duckdb: out of "
+            help="python: every rule, release calendars, legacy SHA-1 paths; duckdb: out of "
             "core for stores of any size (OUT is a folder of Parquet parts); auto: duckdb "
             "for a dataset folder, python for a DuckDB file.",
         ),
@@ -76,7 +76,7 @@ def simulate_command(
     if engine is Engine.DUCKDB or (engine is Engine.AUTO and is_dataset(db)):
         with usage_errors():
             _simulate_out_of_core(db, out, strategies, semantics, release_every, ca_file,
-                                  validate_at)  # fmt: skip
+                                  truststores, validate_at)  # fmt: skip
         return
     with usage_errors():
         for name in strategies or ():
@@ -109,6 +109,7 @@ def _simulate_out_of_core(
     semantics: list[Semantics] | None,
     release_every: float | None,
     ca_file: Path | None,
+    truststores: Path,
     validate_at: str | None,
 ) -> None:
     """The duckdb engine: :func:`pinlab.scale.replay.replay_store` with a progress bar."""
@@ -118,8 +119,12 @@ def _simulate_out_of_core(
         raise PinlabError("--release-every needs --engine python (pins at every observation)")
     if out.suffix in (".csv", ".parquet"):
         raise PinlabError(f"{out}: the duckdb engine writes a folder of Parquet parts")
-    trust = TrustStore.from_pem_file(ca_file) if ca_file is not None else TrustStore.certifi()
-    described = f"{ca_file} for every date" if ca_file else "today's certifi for every date"
+    trust: TrustStore | TrustStoreHistory
+    if ca_file is not None:
+        trust, described = TrustStore.from_pem_file(ca_file), f"{ca_file} for every date"
+    else:
+        trust = TrustStoreHistory.load(truststores, on_missing="current")
+        described = trust.describe()
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_store(db) as store, Progress(*columns, console=err_console) as progress:
         task = progress.add_task("replay", total=None)

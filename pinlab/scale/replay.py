@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -40,10 +40,11 @@ import pyarrow.parquet as pq
 from pinlab.pins import Semantics
 from pinlab.scale.dataset import write_atomic
 from pinlab.scale.masks import Batch, PinOutcome, replay_batch
-from pinlab.scale.replay_sql import STREAM, Prepared, anchor_frame, drop_scratch
+from pinlab.scale.replay_sql import STREAM, AnchorSets, Prepared, anchor_frame, drop_scratch
 from pinlab.store import Store
 from pinlab.strategies import STRATEGIES, strategy
 from pinlab.survival import REPLAY_COLUMNS
+from pinlab.truststores import TrustStoreHistory
 from pinlab.verify import TrustStore
 
 __all__ = ["COUNT_COLUMNS", "ScaleReplay", "anchor_frame", "replay_store"]
@@ -75,23 +76,25 @@ class ScaleReplay:
 def replay_store(
     store: Store,
     *,
-    trust_store: TrustStore | pd.DataFrame,
+    trust_store: TrustStore | TrustStoreHistory | pd.DataFrame,
     strategies: Iterable[str] | None = None,
     semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
     validate_at: datetime | None = None,
     out: str | Path | None = None,
-    batch_rows: int = 2_000_000,
+    batch_rows: int = 250_000,
     progress: Progress | None = None,
 ) -> ScaleReplay:
     """Replay every timeline of ``store`` (a DuckDB file or a dataset) out of core.
 
-    ``trust_store`` anchors the verified paths (a store, or its anchors as rows with the
-    store's ``certificates`` columns, :func:`anchor_frame`), validated at each
-    observation's time (or at ``validate_at``); scans that recorded their own anchors and
-    validation time (the rotation lab's) are validated that way, as
-    :func:`pinlab.survival.observed_chains` does.
-    With ``out``, a folder, each batch's pins are written there as ``part-NNNNN.parquet``
-    with the columns of :data:`pinlab.survival.REPLAY_COLUMNS`.
+    ``trust_store`` anchors the verified paths: one store, a root store's history (the
+    release in force at each validation time, as :meth:`TrustStoreHistory.at` picks it),
+    or anchors as rows with the store's ``certificates`` columns (:func:`anchor_frame`).
+    Chains are validated at each observation's time, or at ``validate_at``; scans that
+    recorded their own anchors and validation time (the rotation lab's) are validated
+    that way, as :func:`pinlab.survival.observed_chains` does. With ``out``, a folder, each
+    batch's pins are written there as ``part-NNNNN.parquet`` with the columns of
+    :data:`pinlab.survival.REPLAY_COLUMNS`. ``batch_rows`` sizes the batches of timelines
+    (memory, not results).
     """
     plan = [
         (strategy(name).name, mode.value)
@@ -103,13 +106,24 @@ def replay_store(
         folder.mkdir(parents=True, exist_ok=True)
     con = store.connection
     try:
-        anchors = (
-            trust_store if isinstance(trust_store, pd.DataFrame) else anchor_frame(trust_store)
-        )
-        prepared = Prepared(con, anchors, validate_at)
+        prepared = Prepared(con, _anchors_in_force(trust_store), validate_at)
         return _run(con, prepared, plan, folder, batch_rows, progress)
     finally:
         drop_scratch(con)
+
+
+def _anchors_in_force(
+    trust_store: TrustStore | TrustStoreHistory | pd.DataFrame,
+) -> AnchorSets:
+    if isinstance(trust_store, pd.DataFrame):
+        return [(None, trust_store)]
+    if isinstance(trust_store, TrustStore):
+        return [(None, anchor_frame(trust_store))]
+    if not trust_store.releases:  # no cache: the history answers with today's store
+        return [(None, anchor_frame(trust_store.at(datetime.now(UTC))))]
+    # Of releases on one date, the last is in force (TrustStoreHistory.release_at).
+    dated = {release.released: release for release in trust_store.releases}
+    return [(when, anchor_frame(trust_store.at(when))) for when in sorted(dated)]
 
 
 # -- the replay (numpy, one batch of whole timelines at a time) ----------------------------

@@ -30,8 +30,14 @@ from pinlab.verify import TrustStore
 
 __all__ = ["STREAM", "ChainCertificate", "Prepared", "anchor_frame", "drop_scratch"]
 
-SCRATCH = ("leaves", "observations", "tails", "paths", "orgs", "scan_sets", "facts")
+SCRATCH = ("leaves", "observations", "tails", "paths", "orgs", "scan_sets", "releases")
+
+AnchorSets = list[tuple[datetime | None, pd.DataFrame]]
+"""Trust anchors in force from a time on (None: always), as rows with the store's
+``certificates`` columns (:func:`anchor_frame`): one entry for one store, one per release
+for a root store's history."""
 _MAX_PATH = 8
+_MIN_TIME = -(2**62)
 
 
 def drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
@@ -57,19 +63,27 @@ WHERE spki_sha256 IS NOT NULL AND hash(sha256) IN (SELECT lid FROM _history_line
 # left-most ``*`` label); ``vat``: the time the chain is validated at.
 _OBSERVATIONS = f"""
 CREATE OR REPLACE TEMP TABLE _replay_observations AS
-SELECT hash({_HID}, s.lineage) AS tl, {_HID} AS hid, s.lineage, epoch_us(o.observed_at) AS t_us,
-    l.lid, l.kid, l.iid, hash(o.chain[2:]) AS th, coalesce(v.set_id, 0) AS set_id,
-    coalesce(v.validated_at, {{validate_at}}, epoch_us(o.observed_at)) AS vat,
-    l.nb, l.na, l.is_ca,
-    list_contains(l.sans, lower(coalesce(nullif(o.sni, ''), o.host)))
-        OR list_contains(l.sans, '*' || regexp_extract(
-            lower(coalesce(nullif(o.sni, ''), o.host)), '^[^.]+(\\..+\\..+)$', 1)) AS name_ok
-FROM observations o
-JOIN _history_lineages s ON s.hid = {_HID} AND s.lid = hash(o.chain[1])
-JOIN _replay_leaves l ON l.lid = hash(o.chain[1])
-SEMI JOIN _replay_tails t ON t.th = hash(o.chain[2:]) AND t.complete
-LEFT JOIN _replay_scan_sets v ON v.scan_id = o.scan_id
-WHERE {_OK}
+WITH r AS (
+    SELECT hash({_HID}, s.lineage) AS tl, {_HID} AS hid, s.lineage,
+        epoch_us(o.observed_at) AS t_us, l.lid, l.kid, l.iid, hash(o.chain[2:]) AS th,
+        v.set_id AS scan_set,
+        coalesce(v.validated_at, {{validate_at}}, epoch_us(o.observed_at)) AS vat,
+        l.nb, l.na, l.is_ca,
+        list_contains(l.sans, lower(coalesce(nullif(o.sni, ''), o.host)))
+            OR list_contains(l.sans, '*' || regexp_extract(
+                lower(coalesce(nullif(o.sni, ''), o.host)), '^[^.]+(\\..+\\..+)$', 1))
+            AS name_ok
+    FROM observations o
+    JOIN _history_lineages s ON s.hid = {_HID} AND s.lid = hash(o.chain[1])
+    JOIN _replay_leaves l ON l.lid = hash(o.chain[1])
+    SEMI JOIN _replay_tails t ON t.th = hash(o.chain[2:]) AND t.complete
+    LEFT JOIN _replay_scan_sets v ON v.scan_id = o.scan_id
+    WHERE {_OK}
+)
+-- the store in force at the validation time: the latest release at or before it (the
+-- first release before that), unless the scan recorded its own anchors
+SELECT r.* EXCLUDE (scan_set), coalesce(r.scan_set, e.set_id, 0) AS set_id
+FROM r ASOF LEFT JOIN _replay_releases e ON r.vat >= e.valid_from
 """
 
 _VERIFIED = """(p.kids IS NOT NULL AND r.name_ok
@@ -103,7 +117,7 @@ class Prepared:
     """The scratch tables, the catalog of CA keys and the organisation ids."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, anchors: pd.DataFrame, validate_at: datetime | None
+        self, con: duckdb.DuckDBPyConnection, anchors: AnchorSets, validate_at: datetime | None
     ) -> None:
         con.execute("SET TimeZone = 'UTC'")
         History.from_connection(con)
@@ -245,15 +259,23 @@ def _facts(
 
 
 def _anchor_sets(
-    con: duckdb.DuckDBPyConnection, anchors: pd.DataFrame
+    con: duckdb.DuckDBPyConnection, anchors: AnchorSets
 ) -> dict[int, dict[str, ChainCertificate]]:
-    """Set 0: ``anchors``; then one set per scan that recorded its own anchors, found in
-    the store's certificates. Each set maps a subject to its anchor."""
-    con.register("_replay_anchor_rows", anchors[_ANCHOR_COLUMNS])
-    try:
-        facts = {0: list(_facts(con, anchors["sha256"], "_replay_anchor_rows").values())}
-    finally:
-        con.unregister("_replay_anchor_rows")
+    """One set per entry of ``anchors`` (``_replay_releases`` says from when), then one per
+    scan that recorded its own anchors, found in the store's certificates. Each set maps a
+    subject to its anchor."""
+    facts: dict[int, list[ChainCertificate]] = {}
+    releases = []
+    for set_id, (valid_from, frame) in enumerate(anchors):
+        con.register("_replay_anchor_rows", frame[_ANCHOR_COLUMNS])
+        try:
+            facts[set_id] = list(_facts(con, frame["sha256"], "_replay_anchor_rows").values())
+        finally:
+            con.unregister("_replay_anchor_rows")
+        start = _MIN_TIME if valid_from is None else int(valid_from.timestamp() * 1e6)
+        releases.append({"valid_from": start, "set_id": set_id})
+    schema = pa.schema([("valid_from", pa.int64()), ("set_id", pa.int64())])
+    _create(con, "releases", pa.Table.from_pylist(releases, schema=schema))
     scan_rows = []
     tables = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scans'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pinlab.scale.dataset import export_dataset, open_store
 from pinlab.scale.replay import anchor_frame, replay_store
 from pinlab.store import Store
 from pinlab.survival import REPLAY_COLUMNS, PinSurvival, observed_chains, replay
+from pinlab.truststores import CertifiRelease, TrustStoreHistory
 from pinlab.verify import TrustStore
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -158,7 +160,7 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrustStore]
     return path, store_roots
 
 
-def _reference(store: Store, trust: TrustStore) -> pd.DataFrame:
+def _reference(store: Store, trust: TrustStore | Callable[[datetime], TrustStore]) -> pd.DataFrame:
     chains = observed_chains(
         store.observations_df(), store.certificates_df(), trust_stores=trust,
         scans=store.scans_df(),
@@ -176,6 +178,30 @@ def _assert_same(expected: pd.DataFrame, got: pd.DataFrame) -> None:
         frame["port"] = frame["port"].astype("int64")
         frame["checks"] = frame["checks"].astype("int64")
     pd.testing.assert_frame_equal(left, right, check_dtype=False, atol=1e-9)
+
+
+def test_equal_under_a_root_store_that_changes(
+    crafted: tuple[Path, TrustStore], tmp_path: Path
+) -> None:
+    """Roots enter and leave over the releases: each chain meets the store of its day."""
+    path, trust = crafted
+    crafted_root, other_root = trust.roots
+    releases = [
+        CertifiRelease("2024.1.1", T0 - timedelta(days=400), tmp_path, (crafted_root,)),
+        CertifiRelease("2025.2.1", T0 + timedelta(days=31), tmp_path, (crafted_root, other_root)),
+        CertifiRelease("2025.2.1b", T0 + timedelta(days=31), tmp_path, (other_root,)),
+        CertifiRelease("2025.6.1", T0 + timedelta(days=150), tmp_path, (crafted_root,)),
+    ]
+    history = TrustStoreHistory(releases)
+    with Store.open(path, read_only=True) as store:
+        expected = _reference(store, history.at)  # type: ignore[arg-type]
+        got = replay_store(store, trust_store=history, out=tmp_path / "out").frame()
+    _assert_same(expected, got)
+    with Store.open(path, read_only=True) as store:
+        fixed = _reference(store, trust)
+    assert len(expected[expected["semantics"] == "verified"]) < len(
+        fixed[fixed["semantics"] == "verified"]
+    )
 
 
 @pytest.mark.parametrize("batch_rows", [1, 7, 100_000])
