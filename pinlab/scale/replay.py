@@ -161,10 +161,7 @@ def _run(
     progress: Progress | None,
 ) -> ScaleReplay:
     result = ScaleReplay()
-    [(total, timelines)] = con.execute(
-        "SELECT count(*), count(DISTINCT tl) FROM _replay_observations"
-    ).fetchall()
-    result.timelines = timelines
+    [(total,)] = con.execute("SELECT count(*) FROM _replay_observations").fetchall()
     names, joins = "", ""
     if folder is not None:  # names of the pins' hosts and leaves, for the rows
         names = ", h.host, h.port, h.sni, r.lineage, c.sha256 AS pinned_leaf"
@@ -204,6 +201,8 @@ def _replay_batches(
         counts.append(_count(outcomes, batch))
         result.pins += sum(len(o.index) for o in outcomes.values())
         result.observations += len(batch)
+        timelines = batch.timeline
+        result.timelines += int(np.count_nonzero(timelines[1:] != timelines[:-1])) + 1
         if folder is not None:
             rows = _rows(table, outcomes)
             path = folder / f"part-{number:05d}.parquet"

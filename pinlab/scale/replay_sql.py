@@ -51,9 +51,9 @@ _HID = "hash(o.host, o.port, coalesce(o.sni, ''))"
 
 _LEAVES = """
 CREATE OR REPLACE TEMP TABLE _replay_leaves AS
-SELECT DISTINCT ON (lid) hash(sha256) AS lid, hash(spki_sha256) AS kid, issuer,
-    hash(issuer) AS iid, epoch_us(not_before) AS nb, epoch_us(not_after) AS na,
-    coalesce(sans, []) AS sans, coalesce(is_ca, false) AS is_ca, subject
+SELECT hash(sha256) AS lid, hash(spki_sha256) AS kid, hash(issuer) AS iid,
+    epoch_us(not_before) AS nb, epoch_us(not_after) AS na, coalesce(sans, []) AS sans,
+    coalesce(is_ca, false) AS is_ca
 FROM certificates
 WHERE spki_sha256 IS NOT NULL AND hash(sha256) IN (SELECT lid FROM _history_lineages)
 """
@@ -123,6 +123,12 @@ class Prepared:
         History.from_connection(con)
         self.anchor_sets = _anchor_sets(con, anchors)
         con.execute(_LEAVES)
+        # Issuer names by id: few distinct, so the wide rows above carry only the id.
+        self.issuers: dict[int, str] = dict(
+            con.execute(
+                "SELECT DISTINCT hash(issuer), issuer FROM certificates WHERE issuer IS NOT NULL"
+            ).fetchall()
+        )
         self.tails = _tails(con)
         at_sql = "NULL" if validate_at is None else str(int(validate_at.timestamp() * 1e6))
         con.execute(_OBSERVATIONS.format(validate_at=at_sql))
@@ -136,14 +142,11 @@ class Prepared:
 
     def _paths(self, con: duckdb.DuckDBPyConnection) -> dict[int, list[ChainCertificate]]:
         """Verified paths (above the leaf) per distinct (anchor set, leaf issuer, tail)."""
-        combos = con.execute(
-            "SELECT DISTINCT r.set_id, r.iid, l.issuer, r.th FROM _replay_observations r "
-            "JOIN _replay_leaves l USING (lid)"
-        ).fetchall()
+        combos = con.execute("SELECT DISTINCT set_id, iid, th FROM _replay_observations").fetchall()
         rows: list[dict[str, object]] = []
         paths: dict[int, list[ChainCertificate]] = {}
-        for set_id, iid, issuer, th in combos:
-            path = _link(issuer, self.tails[th][1], self.anchor_sets.get(set_id, {}))
+        for set_id, iid, th in combos:
+            path = _link(self.issuers.get(iid), self.tails[th][1], self.anchor_sets.get(set_id, {}))
             if path is None:
                 continue
             pid = len(paths)
@@ -162,9 +165,8 @@ class Prepared:
         return paths
 
     def _orgs(self, con: duckdb.DuckDBPyConnection) -> None:
-        issuers = con.execute("SELECT DISTINCT iid, issuer FROM _replay_leaves").fetchall()
         rows = [{"iid": iid, "org": self.organisation_id(organisation(name or ""))}
-                for iid, name in issuers]  # fmt: skip
+                for iid, name in self.issuers.items()]  # fmt: skip
         schema = pa.schema([("iid", pa.uint64()), ("org", pa.int64())])
         _create(con, "orgs", pa.Table.from_pylist(rows, schema=schema))
 
@@ -188,9 +190,10 @@ class Prepared:
         )
         for pid, at in con.execute(verified).fetchall():
             add(self.paths[pid], at)
-        leaves = (
-            "SELECT any_value(l.subject), l.kid, min(r.t_us) FROM _replay_observations r "
-            "JOIN _replay_leaves l USING (lid) WHERE l.is_ca GROUP BY l.lid, l.kid"
+        leaves = (  # leaves that are CA certificates (rare): their subjects join back
+            "SELECT any_value(c.subject), r.kid, min(r.t_us) FROM _replay_observations r "
+            "JOIN (SELECT hash(sha256) AS lid, subject FROM certificates WHERE is_ca) c "
+            "USING (lid) WHERE r.is_ca GROUP BY r.lid, r.kid"
         )
         for subject, kid, at in con.execute(leaves).fetchall():
             add([ChainCertificate(subject or "", "", kid, 0, 0, True)], at)
