@@ -14,6 +14,7 @@ distance between a pin and a later observation, over every open pin of the batch
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,7 +196,7 @@ class _Replayer:
         elif name == "leaf+backup":
             owner, bit = self._at_position(chains, 0)
             masks = _masks(self.count, owner, bit, self.words)
-            masks |= self._next_leaf_key()
+            masks |= self._next_leaf_key
         elif name == "ca-set":
             tail = chains.position >= 1
             masks = _masks(self.count, chains.owner[tail], chains.bit[tail], self.words)
@@ -205,6 +206,7 @@ class _Replayer:
             raise ValueError(f"no mask rule for strategy {name!r}")
         return masks, chains.present & (masks != 0).any(axis=0)
 
+    @functools.cached_property
     def _next_leaf_key(self) -> np.ndarray:
         """The mask of the next different presented leaf key in each timeline (the backup)."""
         owner, bit = self._at_position(self.chains["presented"], 0)
