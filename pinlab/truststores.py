@@ -39,6 +39,7 @@ __all__ = [
     "available_versions",
     "choose_trust_stores",
     "fetch",
+    "load_trust_stores",
 ]
 
 _DATE_VERSION = re.compile(r"^(\d{2}|\d{4})\.(\d{1,2})\.(\d{1,2})(?:[.\-].*)?$")
@@ -286,7 +287,16 @@ def choose_trust_stores(
     cached in ``cache`` gives the store in force at each date, or, if the cache is empty,
     today's certifi store (with a warning).
     """
+    chosen, described = load_trust_stores(ca_file, cache)
+    return (chosen.at if isinstance(chosen, TrustStoreHistory) else chosen), described
+
+
+def load_trust_stores(
+    ca_file: str | Path | None, cache: str | Path
+) -> tuple[TrustStore | TrustStoreHistory, str]:
+    """The store or release history :func:`choose_trust_stores` chooses, as an object
+    (what :func:`pinlab.scale.replay.replay_store` takes), and one line on it."""
     if ca_file is not None:
         return TrustStore.from_pem_file(Path(ca_file)), f"{ca_file} for every date"
     history = TrustStoreHistory.load(cache, on_missing="current")
-    return history.at, history.describe()
+    return history, history.describe()

@@ -22,8 +22,7 @@ from pinlab.pins import Semantics
 from pinlab.scale.dataset import is_dataset, open_store
 from pinlab.strategies import STRATEGIES, strategy
 from pinlab.survival import PinSurvival, observed_chains, replay
-from pinlab.truststores import TrustStoreHistory, choose_trust_stores
-from pinlab.verify import TrustStore
+from pinlab.truststores import choose_trust_stores, load_trust_stores
 
 
 class Engine(enum.StrEnum):
@@ -119,12 +118,7 @@ def _simulate_out_of_core(
         raise PinlabError("--release-every needs --engine python (pins at every observation)")
     if out.suffix in (".csv", ".parquet"):
         raise PinlabError(f"{out}: the duckdb engine writes a folder of Parquet parts")
-    trust: TrustStore | TrustStoreHistory
-    if ca_file is not None:
-        trust, described = TrustStore.from_pem_file(ca_file), f"{ca_file} for every date"
-    else:
-        trust = TrustStoreHistory.load(truststores, on_missing="current")
-        described = trust.describe()
+    trust, described = load_trust_stores(ca_file, truststores)
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_store(db) as store, Progress(*columns, console=err_console) as progress:
         task = progress.add_task("replay", total=None)

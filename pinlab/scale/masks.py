@@ -141,8 +141,8 @@ class _Replayer:
             self.chains[name] = _Chains(owner, position, length, part, length > 0)
             self.keys[name] = _masks(count, owner, part, self.words)
         leaf_bits = _local_bits(self.line, np.arange(count), batch.leaf.astype(np.uint64))
-        self.leaf_words = int(leaf_bits.max()) // 64 + 1 if count else 1
-        self.leaves = _masks(count, np.arange(count), leaf_bits, self.leaf_words)
+        leaf_words = int(leaf_bits.max()) // 64 + 1 if count else 1
+        self.leaves = _masks(count, np.arange(count), leaf_bits, leaf_words)
         self.catalog = self._catalog_masks(batch, catalog, owners, every_key, bits)
         # ca-set pins the organisation's keys even where none of them is in this timeline
         # (the pin is taken, and breaks at the first chain checked).
