@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pinlab.bench.pins import BenchReport
     from pinlab.certs import Certificate
     from pinlab.store import Store
-    from pinlab.strategies import ObservedChain
+    from pinlab.survival import ObservedChain
     from pinlab.truststores import TrustStoreHistory
 
 __all__ = [
@@ -252,7 +252,7 @@ def survival_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def stranded_by_day(breakage: pd.DataFrame) -> pd.DataFrame:
     """Mean share of users stranded per strategy and day since a host's first release,
-    over the host timelines still running that day (``pinlab.updates.user_breakage``)."""
+    over the host timelines still running that day (``pinlab.advice.updates.user_breakage``)."""
     if breakage.empty:
         return pd.DataFrame(columns=["strategy", "semantics", "day", "stranded", "timelines"])
     days = breakage["days_since_first_release"].round().astype(int).rename("day")
@@ -270,7 +270,7 @@ def busiest_hosts(chains: Sequence[ObservedChain], count: int = 3) -> list[str]:
 
 
 def recommendation_view(ranked: pd.DataFrame, host: str) -> Any:
-    """A ``pinlab.recommend`` ranking for reading: captioned, percentages, text left."""
+    """A ``pinlab.advice.recommend`` ranking for reading: captioned, percentages, text left."""
     columns = ["rank", "strategy", "protection", "survival_at_horizon", "explanation"]
     shown = ranked[columns].rename(columns={"survival_at_horizon": "alive at 1 year"})
     return (
@@ -321,7 +321,9 @@ def real_histories_store(
             "(see the notebook's introduction) or pass shared_data=..."
         )
     store = Store.open(store_path)
-    store.import_pem(manifest, now=now, trust_store=TrustStore.certifi(), label="real-histories")
+    from pinlab.collect import import_pem  # the real data enter as an import scan
+
+    import_pem(store, manifest, now=now, trust_store=TrustStore.certifi(), label="real-histories")
     return store
 
 
@@ -367,13 +369,13 @@ def le_certificates(shared_data: str | Path) -> list[Certificate]:
 
 
 def forward_scenarios(shared_data: str | Path) -> tuple[list[Any], str]:
-    """(:mod:`pinlab.forward` scenarios, one line saying which).
+    """(:mod:`pinlab.advice.forward` scenarios, one line saying which).
 
     Today's rules, SC-081 and 6-day certificates, each also with Let's Encrypt's random
     rotation among R10-R14 / E5-E9 (issued by ISRG Root X1) when ``le-hierarchy`` is there;
     without it, only the validity scenarios (each host keeps its own intermediate).
     """
-    from pinlab import forward
+    from pinlab.advice import forward
 
     if not (Path(shared_data) / "le-hierarchy" / "manifest.csv").is_file():
         schedules = (forward.CURRENT_RULES, forward.SC_081, forward.SIX_DAY)

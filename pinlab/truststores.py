@@ -295,7 +295,7 @@ def load_trust_stores(
     ca_file: str | Path | None, cache: str | Path
 ) -> tuple[TrustStore | TrustStoreHistory, str]:
     """The store or release history :func:`choose_trust_stores` chooses, as an object
-    (what :func:`pinlab.scale.replay.replay_store` takes), and one line on it."""
+    (what :func:`pinlab.survival.replay_store` takes), and one line on it."""
     if ca_file is not None:
         return TrustStore.from_pem_file(Path(ca_file)), f"{ca_file} for every date"
     history = TrustStoreHistory.load(cache, on_missing="current")

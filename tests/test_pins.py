@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedPinError
 from pinlab.pins import CheckStatus, Pin, PinSet, Semantics
-from pinlab.pki import CA, KeyType
+from pinlab.testbed.pki import CA, KeyType
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 

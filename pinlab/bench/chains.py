@@ -1,9 +1,9 @@
-"""The certificate chains every benchmark runs on, made with :mod:`pinlab.pki`.
+"""The certificate chains every benchmark runs on, made with :mod:`pinlab.testbed.pki`.
 
 One hierarchy per key type, every certificate of it with that key type (so that one limit,
 SHA-256 over an SPKI of that size, applies to the whole chain): a root, an intermediate
 under it and a second intermediate under that. Leaves hang from each level, giving verified
-chains of length 2 (leaf, root), 3 and 4. Keys come from :func:`pinlab.pki.pooled_key`, so
+chains of length 2 (leaf, root), 3 and 4. Keys come from :func:`pinlab.testbed.pki.pooled_key`, so
 RSA-4096 keys are made once per process. Validity is pki's fixed window; validation time is
 fixed inside it: nothing here reads the clock.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pinlab.certs import Certificate
-from pinlab.pki import CA, KeyType, Leaf, pooled_key
+from pinlab.testbed.pki import CA, KeyType, Leaf, pooled_key
 from pinlab.verify import TrustStore, verify_chain
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 AT = datetime(2030, 6, 1, tzinfo=UTC)
-"""Validation time of every benchmark: inside :mod:`pinlab.pki`'s default validity."""
+"""Validation time of every benchmark: inside :mod:`pinlab.testbed.pki`'s default validity."""
 HOSTNAME = "bench.pinlab.test"
 CHAIN_LENGTHS = (2, 3, 4)
 KEY_LABELS = {

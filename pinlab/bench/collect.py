@@ -8,7 +8,7 @@ with its intermediate) on loopback. Against it, in turn:
   more without the validation cache, since 200 hosts make every chain repeat (a campaign
   of distinct chains gets the uncached figure);
 - ``bare threads``: the Python limit the issue names, a pool of threads with blocking
-  sockets (:func:`pinlab.tls.handshake`) that only captures the chain;
+  sockets (:func:`pinlab.collect.tls.handshake`) that only captures the chain;
 - ``bare asyncio``: the same loop on asyncio and memory BIOs (the collector's model);
 - ``openssl s_time``: the C reference, one process per core, each one handshake at a time
   (``-new``; OpenSSL 3.0's s_time sends no SNI, so it gets the default host).
@@ -41,13 +41,11 @@ import pandas as pd
 from OpenSSL import SSL
 
 from pinlab.bench.farm import farm_hosts, farm_targets
-from pinlab.collect import CollectOptions, collect
-from pinlab.nginx import NginxFarm
-from pinlab.pki import CA
-from pinlab.records import Scan
-from pinlab.store import Store
-from pinlab.targets import Target
-from pinlab.tls import client_context, handshake
+from pinlab.collect import CollectOptions, Target, collect
+from pinlab.collect.tls import client_context, handshake
+from pinlab.store import Scan, Store
+from pinlab.testbed.nginx import NginxFarm
+from pinlab.testbed.pki import CA
 from pinlab.verify import TrustStore
 
 __all__ = ["run_collect_benchmark", "streaming_peak_rss_mb"]
@@ -165,7 +163,7 @@ def streaming_peak_rss_mb(lines: int) -> float:
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
         script = (
             "import re, sys\n"
-            "from pinlab.targets import iter_targets\n"
+            "from pinlab.collect import iter_targets\n"
             "n = sum(1 for _ in iter_targets(sys.argv[1]))\n"
             "assert n == int(sys.argv[2]), n\n"
             "status = open('/proc/self/status').read()\n"

@@ -44,10 +44,9 @@ from pinlab.ct.ingest import IssuanceWriter
 from pinlab.ct.merkle import CompactRange, leaf_hash
 from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
 from pinlab.ct.sth import LogKey, SignedTreeHead
-from pinlab.ct.testlog import LocalLog
-from pinlab.pki import CA
-from pinlab.records import Scan
-from pinlab.store import Store
+from pinlab.store import Scan, Store
+from pinlab.testbed.ctlog import LocalLog
+from pinlab.testbed.pki import CA
 
 __all__ = ["MODES", "SyntheticLog", "run_ct_benchmark"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pinlab.nginx import VirtualHost
-from pinlab.pki import CA, KeyType, pooled_key
-from pinlab.targets import Target
+from pinlab.collect import Target
+from pinlab.testbed.nginx import VirtualHost
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 
 __all__ = ["farm_hosts", "farm_targets"]
 

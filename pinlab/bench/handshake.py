@@ -5,7 +5,7 @@ that whatever else the machine is doing slows both alike; the overhead of pinnin
 read as a percentage of the handshake measured in the same moments. Each call is timed on
 its own (no loop to amortise), which is what p50 and p99 need.
 
-The handshake is :func:`pinlab.tls.handshake` (pyOpenSSL, non-blocking, TLS 1.3 with
+The handshake is :func:`pinlab.collect.tls.handshake` (pyOpenSSL, non-blocking, TLS 1.3 with
 OpenSSL's defaults) and includes the TCP connect. "With pins" adds what a pinning client
 does after it: parse the presented DER, validate the path, check the pin set.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pinlab.bench.cases import check_with_pins, pin_set
 from pinlab.bench.chains import HOSTNAME, BenchChain
 from pinlab.bench.timer import Measurement, summarise
-from pinlab.loopback import HOST, openssl_server
-from pinlab.tls import handshake
+from pinlab.collect.tls import handshake
+from pinlab.testbed.loopback import HOST, openssl_server
 
 __all__ = ["IMPL_BARE", "IMPL_PINNED", "HandshakeSample", "measure_handshakes"]
 

@@ -35,7 +35,7 @@ from pinlab.bench.chains import CHAIN_LENGTHS, KEY_LABELS, BenchChain, bench_cha
 from pinlab.bench.handshake import IMPL_BARE, IMPL_PINNED, PIN_SET_SIZE, measure_handshakes
 from pinlab.bench.machine import describe_machine
 from pinlab.bench.timer import Measurement, Settings, measure, measure_paired
-from pinlab.pki import KeyType
+from pinlab.testbed.pki import KeyType
 
 __all__ = ["COLUMNS", "BenchReport", "Plan", "run_pins_benchmark"]
 

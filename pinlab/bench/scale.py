@@ -3,7 +3,7 @@
 **(a) campaign.** One nginx (2 workers) serves wildcard SNI hosts on loopback; the same
 distinct ``127.0.0.1,tJ.hN.scale.test`` targets are collected by :func:`pinlab.collect.collect`
 in this process, then over a LocalCluster of 1, 2 and 4 worker processes
-(:func:`pinlab.scale.cluster.run_campaign`, one lane and one shard per worker, so that the
+(:func:`pinlab.collect.cluster.run_campaign`, one lane and one shard per worker, so that the
 cluster-wide per-IP cap equals the single process's). Every row says whether the
 observations are identical to the single-process run (all columns but the scan id and the
 timings) and what the cluster costs per target over that run; the cluster's start-up is
@@ -15,9 +15,9 @@ benchmark's generator, :mod:`pinlab.bench.history_data`) is written as a partiti
 Parquet dataset; then, each in a fresh child process whose peak RSS is reported:
 
 - the renewal ledger in DuckDB over the dataset (:class:`pinlab.history.History` over
-  :func:`pinlab.scale.dataset.open_dataset` with a DuckDB ``memory_limit``), written to
+  :func:`pinlab.store.open_dataset` with a DuckDB ``memory_limit``), written to
   Parquet without passing through pandas;
-- survival out of core (:func:`pinlab.scale.replay.replay_store`: every strategy under
+- survival out of core (:func:`pinlab.survival.replay_store`: every strategy under
   both semantics, pins at every observation, verified paths to the generator's roots)
   over the whole dataset, with the same DuckDB ``memory_limit``; the survival table (pins
   per strategy, semantics, days survived and outcome) is what it keeps;
@@ -52,12 +52,10 @@ import pandas as pd
 
 from pinlab.bench.farm import farm_hosts as shared_farm_hosts
 from pinlab.bench.farm import farm_targets as shared_farm_targets
-from pinlab.collect import CollectOptions, collect
-from pinlab.nginx import NginxFarm, VirtualHost
-from pinlab.pki import CA, KeyType, pooled_key
-from pinlab.records import Scan
-from pinlab.store import Store
-from pinlab.targets import Target
+from pinlab.collect import CollectOptions, Target, collect
+from pinlab.store import Scan, Store
+from pinlab.testbed.nginx import NginxFarm, VirtualHost
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 from pinlab.verify import TrustStore
 
 __all__ = ["farm_hosts", "farm_targets", "run_scale_benchmark", "start_farm"]
@@ -123,8 +121,8 @@ def campaign_rows(
     targets: int, workers: list[int], directory: Path, progress: Progress
 ) -> list[dict[str, Any]]:
     """One single-process campaign, then one per worker count, over the same farm."""
-    from pinlab.scale.cluster import dask_client, run_campaign
-    from pinlab.scale.dataset import open_store
+    from pinlab.collect.cluster import dask_client, run_campaign
+    from pinlab.store import open_store
 
     root, hosts = farm_hosts(FARM_HOSTS)
     trust = TrustStore.from_certificates([root.record], name="scale bench root")
@@ -145,7 +143,7 @@ def campaign_rows(
             progress(f"{count} Dask workers, {targets} targets")
             started = time.perf_counter()
             with dask_client(workers=count) as client:
-                client.run(importlib.import_module, "pinlab.scale.shard")  # workers warm
+                client.run(importlib.import_module, "pinlab.collect.shard")  # workers warm
                 startup = time.perf_counter() - started
                 dataset = directory / f"dataset-{count}"
                 result = run_campaign(
@@ -212,8 +210,8 @@ def generate_dataset(hosts: int, dataset: Path, memory_limit: str) -> dict[str, 
         START,
         generate,
     )
-    from pinlab.scale.dataset import init_dataset, part_path, write_atomic, write_scan
-    from pinlab.store import _arrow
+    from pinlab.store import arrow_table
+    from pinlab.store.dataset import init_dataset, part_path, write_atomic, write_scan
 
     end = START + timedelta(days=30 * ROUNDS)
     scan = Scan("bench", "scan", "bench scale", None, "{}", START, end, "bench")
@@ -226,7 +224,7 @@ def generate_dataset(hosts: int, dataset: Path, memory_limit: str) -> dict[str, 
             con.execute("SET preserve_insertion_order = false")
             con.execute("SET temp_directory = ?", [str(Path(scratch) / "spill")])
             for table in ("observations", "certificates"):
-                con.register("_empty", _arrow(table, []))
+                con.register("_empty", arrow_table(table, []))
                 con.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
                 con.unregister("_empty")
             generate(con, hosts=hosts, rounds=ROUNDS)
@@ -245,7 +243,7 @@ def generate_dataset(hosts: int, dataset: Path, memory_limit: str) -> dict[str, 
 def ledger_over_dataset(dataset: Path, out: Path, memory_limit: str) -> dict[str, Any]:
     """Child step: the renewal ledger in DuckDB over the dataset, written to Parquet."""
     from pinlab.history import History  # type: ignore[attr-defined,unused-ignore]
-    from pinlab.scale.dataset import open_dataset
+    from pinlab.store import open_dataset
 
     started = time.perf_counter()
     with open_dataset(dataset, memory_limit=memory_limit) as store:
@@ -261,8 +259,8 @@ def ledger_over_dataset(dataset: Path, out: Path, memory_limit: str) -> dict[str
 def replay_over_dataset(dataset: Path, memory_limit: str) -> dict[str, Any]:
     """Child step: the out-of-core survival replay over the synthetic dataset."""
     from pinlab.bench.history_data import trust_anchors
-    from pinlab.scale.dataset import open_dataset
-    from pinlab.scale.replay import replay_store
+    from pinlab.store import open_dataset
+    from pinlab.survival import replay_store
 
     started = time.perf_counter()
     with open_dataset(dataset, memory_limit=memory_limit) as store:
@@ -276,7 +274,7 @@ def replay_over_dataset(dataset: Path, memory_limit: str) -> dict[str, Any]:
 
 def survival_sample(hosts: int) -> dict[str, Any]:
     """Child step: survival's replay over ``hosts`` real histories of 12 observations."""
-    from pinlab.frames import frames_from_chains
+    from pinlab.store import frames_from_chains
     from pinlab.survival import observed_chains, replay
 
     root = CA.root("Survival Sample Root")

@@ -1,7 +1,7 @@
 """``pinlab collect --workers N`` / ``--cluster ADDRESS``: one campaign over Dask workers.
 
 Reached from ``pinlab collect`` (not a command of its own). The library side is
-:mod:`pinlab.scale.cluster`; here live the progress bar, the scan record's parameters and
+:mod:`pinlab.collect.cluster`; here live the progress bar, the scan record's parameters and
 the summary, as for a single-process campaign.
 """
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pinlab.collect import CollectOptions
+from pinlab.collect import CollectOptions, iter_targets
+from pinlab.collect.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
+from pinlab.collect.plan import default_shards
 from pinlab.commands._common import err_console
 from pinlab.commands.collect import (
     _MAX_REPORTED_BAD_LINES,
@@ -22,10 +24,7 @@ from pinlab.commands.collect import (
     scan_parameters,
 )
 from pinlab.errors import PinlabError, TargetError
-from pinlab.records import Scan
-from pinlab.scale.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
-from pinlab.scale.plan import default_shards
-from pinlab.targets import iter_targets
+from pinlab.store import Scan
 from pinlab.verify import TrustStore
 
 
@@ -49,7 +48,7 @@ def collect_on_cluster(
     if dataset.suffix == ".duckdb" or dataset.is_file():
         raise PinlabError(
             f"{dataset}: --cluster/--workers write a Parquet dataset; pass --db DIRECTORY "
-            "(pinlab.scale.open_store reads it; pinlab.scale.import_dataset merges it)"
+            "(pinlab.store.open_store reads it; pinlab.store.import_dataset merges it)"
         )
     bad_lines = 0
 

@@ -58,7 +58,7 @@ class StoreFrames(NamedTuple):
 
 def load_store_frames(db: Path) -> StoreFrames:
     """Read a store's observations, certificates and scans (a DuckDB file or a dataset)."""
-    from pinlab.scale import open_store
+    from pinlab.store import open_store
 
     if not db.exists():
         raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")

@@ -26,12 +26,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pinlab.collect import CollectOptions, CollectSummary, collect
+from pinlab.collect import (
+    CollectOptions,
+    CollectSummary,
+    collect,
+    count_target_lines,
+    import_pem,
+    iter_targets,
+)
 from pinlab.commands._common import console, err_console, trust_store, usage_errors
 from pinlab.errors import TargetError
-from pinlab.records import Observation, Scan, Status
-from pinlab.store import Store, pinlab_version
-from pinlab.targets import count_target_lines, iter_targets
+from pinlab.store import Observation, Scan, Status, Store, pinlab_version
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
 _MAX_REPORTED_BAD_LINES = 20
@@ -99,7 +104,7 @@ def collect_command(
         options = CollectOptions(
             concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries
         )
-        if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.scale
+        if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
             from pinlab.commands._cluster import collect_on_cluster
 
             return collect_on_cluster(
@@ -196,12 +201,12 @@ def export_command(
         bool,
         typer.Option(
             "--partitioned",
-            help="Partition by campaign date, as cluster campaigns write (pinlab.scale).",
+            help="Partition by campaign date, as cluster campaigns write (pinlab.store.dataset).",
         ),
     ] = False,
 ) -> None:
     """Write the store as a Parquet dataset (one folder per table)."""
-    from pinlab.scale.dataset import export_dataset
+    from pinlab.store import export_dataset
 
     with usage_errors(), Store.open(db, read_only=True) as store:
         if partitioned:
@@ -219,7 +224,7 @@ def import_command(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Add a Parquet dataset to the store (scans already present are skipped)."""
-    from pinlab.scale.dataset import import_dataset
+    from pinlab.store import import_dataset
 
     with usage_errors(), Store.open(db) as store:
         if any((directory / "observations").glob("*.parquet")):
@@ -241,7 +246,7 @@ def import_pem_command(
     with usage_errors():
         anchors = trust_store(ca_file)
         with Store.open(db) as store:
-            scan = store.import_pem(manifest, now=_now(), trust_store=anchors, label=label)
+            scan = import_pem(store, manifest, now=_now(), trust_store=anchors, label=label)
             count = len(store.observations_df(scan.scan_id))
     console.print(f"imported {count} observations from {manifest} as scan {scan.scan_id}")
 

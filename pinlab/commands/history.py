@@ -11,7 +11,7 @@ import typer
 from pinlab import history
 from pinlab.commands._common import console, usage_errors
 from pinlab.errors import PinlabError
-from pinlab.scale import open_store
+from pinlab.store import open_store
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
 

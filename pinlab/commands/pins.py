@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 
 from pinlab.certs import Certificate, load_certificate_file
+from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
+from pinlab.collect.tls import HandshakeError, handshake
 from pinlab.commands._common import console, parse_time, trust_store, usage_errors
-from pinlab.endpoint import normalise_hostname, parse_endpoint
 from pinlab.errors import MalformedCertificateError
 from pinlab.pins import CheckStatus, PinSet, Semantics
-from pinlab.tls import HandshakeError, handshake
 from pinlab.verify import verify_chain
 
 EXIT_NO_PIN_MATCHED = 3

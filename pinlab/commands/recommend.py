@@ -10,7 +10,13 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pinlab.audit import PinRule, lint, parse_config, score
+from pinlab.advice import PinRule, lint, parse_config, score
+from pinlab.advice.recommend import (
+    DEFAULT_HORIZON_DAYS,
+    catalog_from_frames,
+    host_chains,
+    recommend,
+)
 from pinlab.certs import load_certificate_file
 from pinlab.commands._common import (
     console,
@@ -21,7 +27,6 @@ from pinlab.commands._common import (
 )
 from pinlab.commands.history import DEFAULT_DB
 from pinlab.errors import PinlabError
-from pinlab.recommend import DEFAULT_HORIZON_DAYS, catalog_from_frames, host_chains, recommend
 from pinlab.truststores import choose_trust_stores
 
 EXIT_FINDINGS = 1

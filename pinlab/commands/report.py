@@ -85,7 +85,7 @@ def report_command(
         ensure_kernel,
         parse_parameter,
     )
-    from pinlab.scale import open_store
+    from pinlab.store import open_store
 
     with usage_errors():
         chosen = _notebooks(notebooks or default_notebooks_dir(), only)

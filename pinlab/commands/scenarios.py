@@ -10,6 +10,15 @@ import numpy as np
 import pandas as pd
 import typer
 
+from pinlab.advice.forward import (
+    LE_2024_INTERMEDIATES,
+    forward_replay,
+    host_profiles,
+    scenario_summary,
+    select_intermediates,
+    standard_scenarios,
+)
+from pinlab.advice.updates import LogNormalLag, bricked_user_days, user_breakage
 from pinlab.certs import Certificate, load_certificate_file
 from pinlab.commands._common import (
     console,
@@ -25,19 +34,16 @@ from pinlab.commands.recommend import (
     TruststoresOption,
 )
 from pinlab.errors import PinlabError
-from pinlab.forward import (
-    LE_2024_INTERMEDIATES,
-    forward_replay,
-    host_profiles,
-    scenario_summary,
-    select_intermediates,
-    standard_scenarios,
-)
 from pinlab.pins import Semantics
-from pinlab.strategies import STRATEGIES, ObservedChain, strategy
-from pinlab.survival import TrustStores, observed_chains, replay
+from pinlab.survival import (
+    STRATEGIES,
+    ObservedChain,
+    TrustStores,
+    observed_chains,
+    replay,
+    strategy,
+)
 from pinlab.truststores import choose_trust_stores
-from pinlab.updates import LogNormalLag, bricked_user_days, user_breakage
 
 StrategyOption = Annotated[
     list[str] | None,

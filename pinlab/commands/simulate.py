@@ -19,9 +19,8 @@ from pinlab.commands._common import (
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.errors import PinlabError
 from pinlab.pins import Semantics
-from pinlab.scale.dataset import is_dataset, open_store
-from pinlab.strategies import STRATEGIES, strategy
-from pinlab.survival import PinSurvival, observed_chains, replay
+from pinlab.store import is_dataset, open_store
+from pinlab.survival import STRATEGIES, PinSurvival, observed_chains, replay, strategy
 from pinlab.truststores import choose_trust_stores, load_trust_stores
 
 
@@ -111,8 +110,8 @@ def _simulate_out_of_core(
     truststores: Path,
     validate_at: str | None,
 ) -> None:
-    """The duckdb engine: :func:`pinlab.scale.replay.replay_store` with a progress bar."""
-    from pinlab.scale.replay import replay_store
+    """The duckdb engine: :func:`pinlab.survival.replay_store` with a progress bar."""
+    from pinlab.survival import replay_store
 
     if release_every is not None:
         raise PinlabError("--release-every needs --engine python (pins at every observation)")

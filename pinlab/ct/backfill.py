@@ -33,8 +33,7 @@ from pinlab.ct.merkle import CompactRange, ProofError, verify_consistency, verif
 from pinlab.ct.registry import last_tree_head, state_of
 from pinlab.ct.static import TILE_WIDTH, TiledLog
 from pinlab.ct.sth import LogKey, SignedTreeHead
-from pinlab.records import Scan
-from pinlab.store import Store, pinlab_version
+from pinlab.store import Scan, Store, pinlab_version
 
 __all__ = ["BackfillOptions", "BackfillResult", "Progress", "backfill_log", "backfill_static"]
 

@@ -30,8 +30,7 @@ from pinlab.ct.entries import EntryType, LogEntry
 from pinlab.ct.errors import CTError, LogFetchError
 from pinlab.ct.ingest import IssuanceWriter
 from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
-from pinlab.records import Scan
-from pinlab.store import Store, pinlab_version
+from pinlab.store import Scan, Store, pinlab_version
 
 __all__ = ["CrtSh", "CrtShRecord", "import_crtsh", "read_crtsh_json"]
 

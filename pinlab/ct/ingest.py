@@ -43,8 +43,7 @@ from pinlab.ct.rows import (
 )
 from pinlab.ct.sth import SignedTreeHead
 from pinlab.errors import MalformedCertificateError
-from pinlab.records import CertificateRow, Observation, Scan, Status
-from pinlab.store import Store
+from pinlab.store import CertificateRow, Observation, Scan, Status, Store
 
 __all__ = ["IngestStats", "IssuanceWriter", "Prepared"]
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pinlab.certs import Certificate
-from pinlab.records import CertificateRow
+from pinlab.store import CertificateRow
 
 __all__ = [
     "POISON_OID",

@@ -44,7 +44,7 @@ def plot_stranded(stranded: pd.DataFrame, ax: Any = None, *, horizon_days: int =
 
 def plot_expiry_tradeoff(tradeoff: pd.DataFrame, ax: Any = None) -> Any:
     """Bricked against unprotected user-days per strategy, one point per pin-set expiry
-    (``pinlab.updates.expiry_tradeoff``)."""
+    (``pinlab.advice.updates.expiry_tradeoff``)."""
     import seaborn as sns
 
     ax = axes(ax, (8.5, 4.6))
@@ -76,7 +76,7 @@ def plot_expiry_tradeoff(tradeoff: pd.DataFrame, ax: Any = None) -> Any:
 
 def plot_scenarios(summary: pd.DataFrame, ax: Any = None) -> Any:
     """One-year pin survival per strategy under each forward scenario
-    (``pinlab.forward.scenario_summary``), as a heat map."""
+    (``pinlab.advice.forward.scenario_summary``), as a heat map."""
     import seaborn as sns
 
     ax = axes(ax, (8.5, 4.2))

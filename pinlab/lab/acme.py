@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pinlab.lab.errors import LabError
 from pinlab.lab.pebble import require_binary
-from pinlab.pki import KeyType
+from pinlab.testbed.pki import KeyType
 
 __all__ = ["LEGO_KEY_TYPES", "Issued", "Lego"]
 

@@ -1,7 +1,7 @@
 """Pebble, Let's Encrypt's ACME test CA, run on 127.0.0.1 for the lab.
 
 Pebble generates a new root and intermediate(s) every time it starts, so a **CA rollover** is
-a restart. It needs its own HTTPS certificate: the lab makes one with :mod:`pinlab.pki`
+a restart. It needs its own HTTPS certificate: the lab makes one with :mod:`pinlab.testbed.pki`
 (:func:`make_tls`) and hands the root to the ACME client. Validation is switched off
 (``PEBBLE_VA_ALWAYS_VALID=1``): nothing in the lab resolves or serves challenge answers,
 and nothing leaves the loopback interface.
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pinlab.lab.errors import LabError
-from pinlab.pki import CA
+from pinlab.testbed.pki import CA
 
 __all__ = ["HOST", "Pebble", "PebbleTLS", "free_port", "make_tls", "require_binary", "stop"]
 

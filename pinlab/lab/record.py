@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pinlab.collect import CollectOptions, collect
+from pinlab.collect import CollectOptions, Target, collect
 from pinlab.lab.pebble import HOST
 from pinlab.lab.scenario import Scenario
-from pinlab.records import CertificateRow, Observation, Scan
-from pinlab.store import Store, pinlab_version
-from pinlab.targets import Target
+from pinlab.store import CertificateRow, Observation, Scan, Store, pinlab_version
 from pinlab.verify import TrustStore
 
 __all__ = ["LabRecorder", "Observed"]

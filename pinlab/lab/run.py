@@ -38,9 +38,8 @@ from pinlab.lab.pebble import Pebble, PebbleTLS, make_tls, require_binary
 from pinlab.lab.record import LabRecorder, Observed
 from pinlab.lab.scenario import Host, Scenario
 from pinlab.lab.truth import TruthRow, write_truth
-from pinlab.nginx import NginxError, NginxFarm, VirtualHost
-from pinlab.records import Scan
-from pinlab.store import Store
+from pinlab.store import Scan, Store
+from pinlab.testbed.nginx import NginxError, NginxFarm, VirtualHost
 from pinlab.verify import TrustStore
 
 __all__ = ["LabResult", "run_lab"]

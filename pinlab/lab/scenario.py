@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pinlab.lab.errors import ScenarioError
-from pinlab.pki import KeyType
+from pinlab.testbed.pki import KeyType
 
 __all__ = ["CASpec", "Group", "Host", "Policy", "Scenario", "Switch", "load_scenario"]
 

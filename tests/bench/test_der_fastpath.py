@@ -15,7 +15,7 @@ import pytest
 from pinlab.certs import load_certificate_file
 from pinlab.der import _spki_fast, _spki_strict, spki_from_certificate
 from pinlab.errors import MalformedCertificateError
-from pinlab.pki import CA, KeyType, pooled_key
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 
 
 def _outcome(der: bytes) -> tuple[str, bytes | str]:

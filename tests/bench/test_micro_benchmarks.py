@@ -16,7 +16,7 @@ from pinlab.bench.cases import pin_set
 from pinlab.bench.chains import AT, HOSTNAME, bench_chain
 from pinlab.der import spki_from_certificate
 from pinlab.pins import CheckStatus
-from pinlab.pki import KeyType
+from pinlab.testbed.pki import KeyType
 from pinlab.verify import verify_chain
 
 KEY_TYPES = [KeyType.RSA2048, KeyType.P256]

@@ -10,7 +10,7 @@ import pytest
 from pinlab.bench.cases import pin_set
 from pinlab.bench.chains import AT, bench_chain
 from pinlab.pins import CheckStatus, Pin, PinCheckResult, PinSet, Semantics, _new_result
-from pinlab.pki import KeyType
+from pinlab.testbed.pki import KeyType
 
 
 def test_fast_constructor_is_not_the_fallback() -> None:

@@ -3,7 +3,7 @@
 Every scenario runs the installed ``pinlab`` script in a subprocess against
 ``openssl s_server`` on 127.0.0.1, so exit statuses, stdout and stderr are exactly what a
 user would see. Validation time is always passed with ``--at`` (inside the fixed validity
-window of :mod:`pinlab.pki`), so nothing depends on the wall clock.
+window of :mod:`pinlab.testbed.pki`), so nothing depends on the wall clock.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pinlab.loopback import openssl_server
-from pinlab.pki import CA, KeyType, Leaf, pem_of, write_pem
+from pinlab.testbed.loopback import openssl_server
+from pinlab.testbed.pki import CA, KeyType, Leaf, pem_of, write_pem
 
 PINLAB = Path(sys.executable).parent / "pinlab"
 AT = "2030-06-01T00:00:00Z"

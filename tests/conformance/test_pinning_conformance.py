@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pinlab.pki import CA, KeyType
+from pinlab.testbed.pki import CA, KeyType
 
 from .conftest import AT, HOSTNAME, Check, Pinlab, Pki, Run, Serve
 

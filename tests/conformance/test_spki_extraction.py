@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from pinlab.certs import Certificate, load_certificates
 from pinlab.der import spki_from_certificate
 from pinlab.errors import MalformedCertificateError
-from pinlab.pki import CA, KeyType, pooled_key
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 
 from .conftest import Pinlab
 

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pinlab import history
 from pinlab.certs import Certificate
-from pinlab.ct.testlog import LocalLog
-from pinlab.ct.testserver import LogServer
-from pinlab.frames import frames_from_chains
-from pinlab.pki import CA
+from pinlab.store import frames_from_chains
+from pinlab.testbed.ctlog import LocalLog
+from pinlab.testbed.ctserver import LogServer
+from pinlab.testbed.pki import CA
 
 T0 = datetime(2021, 1, 1, tzinfo=UTC)
 WATCHED = ["alpha.test", "beta.test", "www.beta.test", "gamma.test", "www.delta.test"]

@@ -24,10 +24,10 @@ from pinlab.ct import (
 )
 from pinlab.ct.client import RateLimiter
 from pinlab.ct.entries import encode_extra_data, encode_leaf
-from pinlab.ct.testlog import LocalLog
-from pinlab.ct.testserver import LogServer, StaticServer
-from pinlab.pki import CA
 from pinlab.store import Store
+from pinlab.testbed.ctlog import LocalLog
+from pinlab.testbed.ctserver import LogServer, StaticServer
+from pinlab.testbed.pki import CA
 from tests.ct.conftest import WATCHED, History, clock
 
 COMPARED = [c for c in history.LEDGER_COLUMNS if c not in ("old_sha256", "new_sha256")]

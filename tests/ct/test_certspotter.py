@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from pinlab.ct import BackfillOptions, DomainFilter, backfill_log
-from pinlab.ct.testserver import LogServer
 from pinlab.store import Store
+from pinlab.testbed.ctserver import LogServer
 from tests.ct.conftest import WATCHED, History, clock
 
 CERTSPOTTER = shutil.which("certspotter")

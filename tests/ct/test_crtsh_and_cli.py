@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from pinlab.cli import app
 from pinlab.ct import CrtSh, DomainFilter, import_crtsh, read_crtsh_json
 from pinlab.ct.errors import CTError
-from pinlab.ct.testserver import LogServer, StaticServer
 from pinlab.store import Store
+from pinlab.testbed.ctserver import LogServer, StaticServer
 from tests.ct.conftest import WATCHED, History, clock, key_pem
 
 runner = CliRunner()

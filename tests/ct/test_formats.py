@@ -28,10 +28,10 @@ from pinlab.ct.rows import (
     tbs_of,
 )
 from pinlab.ct.sth import checkpoint_text, parse_checkpoint
-from pinlab.ct.testlog import LocalLog
 from pinlab.errors import MalformedCertificateError
-from pinlab.pki import CA, KeyType, pooled_key
-from pinlab.records import CertificateRow
+from pinlab.store import CertificateRow
+from pinlab.testbed.ctlog import LocalLog
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 
 
 @pytest.fixture(scope="module")

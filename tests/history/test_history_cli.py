@@ -9,14 +9,15 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from pinlab.cli import app
+from pinlab.collect import import_pem
 from pinlab.store import Store
 
 
 def _store(tmp_path: Path, shared_data: Path) -> Path:
     path = tmp_path / "real.duckdb"
     with Store.open(path) as store:
-        store.import_pem(
-            shared_data / "real-histories/manifest.csv", now=datetime(2026, 1, 1, tzinfo=UTC)
+        import_pem(
+            store, shared_data / "real-histories/manifest.csv", now=datetime(2026, 1, 1, tzinfo=UTC)
         )
     return path
 

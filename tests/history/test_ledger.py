@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from pinlab import history
-from pinlab.frames import frames_from_chains
-from pinlab.pki import CA, KeyType, Leaf
-from pinlab.store import Store
+from pinlab.collect import import_pem
+from pinlab.store import Store, frames_from_chains
+from pinlab.testbed.pki import CA, KeyType, Leaf
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -21,7 +21,7 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 def real(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, pd.DataFrame]:
     path = tmp_path_factory.mktemp("store") / "real.duckdb"
     with Store.open(path) as store:
-        store.import_pem(shared_data / "real-histories/manifest.csv", now=T0)
+        import_pem(store, shared_data / "real-histories/manifest.csv", now=T0)
         observations, certificates = store.observations_df(), store.certificates_df()
     sightings = history.leaf_sightings(observations, certificates)
     ledger = history.renewal_ledger(observations, certificates, sightings=sightings)
@@ -83,7 +83,7 @@ def issuer() -> CA:
 
 
 def _leaf(issuer: CA, index: int, *, key_type: KeyType = KeyType.P256) -> Leaf:
-    from pinlab.pki import pooled_key
+    from pinlab.testbed.pki import pooled_key
 
     return issuer.issue_leaf("a.test", key=pooled_key(key_type, index), key_type=key_type)
 

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from pinlab import history
 from pinlab.bench.history_data import generate
 from pinlab.certs import Certificate
-from pinlab.frames import frames_from_chains
+from pinlab.collect import import_pem
 from pinlab.history import History, HistoryError
 from pinlab.history.rules import CA_ORG_SQL, ca_organisation
-from pinlab.pki import CA, KeyType, Leaf, pooled_key
-from pinlab.store import Store
+from pinlab.store import Store, frames_from_chains
+from pinlab.testbed.pki import CA, KeyType, Leaf, pooled_key
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -46,7 +46,7 @@ def assert_same(derived: History, observations: pd.DataFrame, certificates: pd.D
 def real_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     path = tmp_path_factory.mktemp("store") / "real.duckdb"
     with Store.open(path) as store:
-        store.import_pem(shared_data / "real-histories/manifest.csv", now=T0)
+        import_pem(store, shared_data / "real-histories/manifest.csv", now=T0)
     return path
 
 

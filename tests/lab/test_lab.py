@@ -38,8 +38,7 @@ from pinlab.lab import (
 from pinlab.lab.run import _mismatches
 from pinlab.lab.scenario import Policy, Scenario, parse_scenario
 from pinlab.pins import Semantics
-from pinlab.records import Observation
-from pinlab.store import Store
+from pinlab.store import Observation, Store
 from pinlab.survival import observed_chains, replay
 from pinlab.verify import TrustStore, verify_chain
 

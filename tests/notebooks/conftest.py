@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from pinlab.bench.output import write_results
 from pinlab.bench.pins import run_pins_benchmark
 from pinlab.cli import app
-from pinlab.nginx import NginxFarm, VirtualHost
-from pinlab.pki import CA, KeyType, pooled_key, write_pem
+from pinlab.collect import import_pem
 from pinlab.store import Store
+from pinlab.testbed.nginx import NginxFarm, VirtualHost
+from pinlab.testbed.pki import CA, KeyType, pooled_key, write_pem
 from pinlab.verify import TrustStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ def small_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
     folder = tmp_path_factory.mktemp("notebook-store")
     db = folder / "small.duckdb"
     with Store.open(db) as store:
-        store.import_pem(
+        import_pem(
+            store,
             shared_data / "real-histories" / "manifest.csv",
             now=IMPORTED_AT,
             trust_store=TrustStore.certifi(),

@@ -112,8 +112,7 @@ def test_usage_errors_exit_2(small_store: Path, tmp_path: Path) -> None:
 def test_the_store_notebooks_read_a_dataset_folder(
     small_store: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    from pinlab.scale.dataset import export_dataset
-    from pinlab.store import Store
+    from pinlab.store import Store, export_dataset
 
     dataset = tmp_path / "dataset"
     with Store.open(small_store, read_only=True) as store:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pinlab.cli import app
-from pinlab.pki import CA, pem_of
+from pinlab.testbed.pki import CA, pem_of
 from pinlab.truststores import CertifiRelease, TrustStoreHistory, TrustStoreHistoryError
 
 OLD_BUILD = datetime(2012, 1, 30, 20, 9, tzinfo=UTC)

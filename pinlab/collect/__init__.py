@@ -1,0 +1,24 @@
+"""Collection: targets in, one observation per target and scan out, into the store.
+
+:func:`collect` runs a campaign in one process (asyncio, memory BIOs); :func:`run_campaign`
+shards one over a Dask cluster whose workers write Parquet parts. :func:`iter_targets`
+streams a target file; :func:`import_pem` brings chains saved as PEM files in as a scan.
+TLS (:mod:`pinlab.collect.tls`), target parsing and the validation column are private to
+this stage.
+"""
+
+from pinlab.collect.engine import TRANSIENT_STATUSES, CollectOptions, CollectSummary, collect
+from pinlab.collect.pemimport import import_pem
+from pinlab.collect.targets import Target, count_target_lines, iter_targets, parse_target_line
+
+__all__ = [
+    "TRANSIENT_STATUSES",
+    "CollectOptions",
+    "CollectSummary",
+    "Target",
+    "collect",
+    "count_target_lines",
+    "import_pem",
+    "iter_targets",
+    "parse_target_line",
+]

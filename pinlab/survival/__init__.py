@@ -1,0 +1,36 @@
+"""Survival: would a pin taken from the data have kept working, and for how long?
+
+- :mod:`~pinlab.survival.rules`: the one rule book both engines read (the strategies, the CA
+  organisation of a name, how a scan records its own trust anchors, host-name matching);
+- :func:`replay` (the Python engine): certificates as objects, validated by cryptography,
+  SHA-1-era paths rebuilt by signature;
+- :func:`replay_store` (the DuckDB engine): out of core, DuckDB prepares and numpy replays,
+  for datasets of any size;
+- :class:`PinSurvival`: survival curves fitted to either engine's output.
+"""
+
+from pinlab.survival.duckdb_engine import ScaleReplay, replay_store
+from pinlab.survival.fit import PinSurvival
+from pinlab.survival.python_engine import REPLAY_COLUMNS, TrustStores, observed_chains, replay
+from pinlab.survival.rules import (
+    STRATEGIES,
+    CaCatalog,
+    ObservedChain,
+    UnknownStrategyError,
+    strategy,
+)
+
+__all__ = [
+    "REPLAY_COLUMNS",
+    "STRATEGIES",
+    "CaCatalog",
+    "ObservedChain",
+    "PinSurvival",
+    "ScaleReplay",
+    "TrustStores",
+    "UnknownStrategyError",
+    "observed_chains",
+    "replay",
+    "replay_store",
+    "strategy",
+]

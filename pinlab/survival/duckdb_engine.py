@@ -1,0 +1,254 @@
+"""Survival replay out of core: DuckDB prepares, numpy replays, a batch of timelines at a time.
+
+:func:`pinlab.survival.replay` walks Python objects: about 15 ms per host with path
+validation, fine for thousands of hosts and hopeless for ten million. :func:`replay_store`
+gives the same rows (held equal by the tests) over a DuckDB store or a Parquet dataset of
+any size, in bounded memory:
+
+1. lineages come from :class:`pinlab.history.History`, derived in DuckDB;
+2. each ok observation becomes one narrow row of 64-bit ids (timeline, leaf, key, issuer,
+   rest of the chain), in temporary tables that DuckDB spills to disk past its memory
+   limit (:mod:`pinlab.survival.duckdb_prepare`);
+3. the verified path is built once per distinct (trust anchors, leaf issuer, rest of the
+   presented chain), linking issuer names to subjects up to an anchor, as the verifier
+   does; each observation then checks, in SQL, its leaf's and its path's validity at the
+   validation time and its leaf's names against the host. Signatures and extensions are
+   not re-checked (the collector's verifier did that when it recorded the chain), and the
+   SHA-1-era ``legacy`` paths of the Python replay are not built: ``legacy`` is false;
+4. the observations stream out in timeline order, as Arrow batches of whole timelines, to
+   :func:`pinlab.survival.masks.replay_batch`;
+5. each batch's pins are written as a Parquet part (when asked) and counted into the
+   survival table: pins per (strategy, semantics, days survived, broken), from which
+   :class:`pinlab.survival.PinSurvival` fits the same curves as from the rows.
+
+Pin times are every observation (the Python replay's release calendar is not offered here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pinlab.pins import Semantics
+from pinlab.store import Store, write_atomic
+from pinlab.survival.duckdb_prepare import STREAM, AnchorSets, Prepared, anchor_frame, drop_scratch
+from pinlab.survival.masks import Batch, PinOutcome, replay_batch
+from pinlab.survival.python_engine import REPLAY_COLUMNS
+from pinlab.survival.rules import STRATEGIES, strategy
+from pinlab.truststores import TrustStoreHistory
+from pinlab.verify import TrustStore
+
+__all__ = ["COUNT_COLUMNS", "ScaleReplay", "anchor_frame", "replay_store"]
+
+COUNT_COLUMNS = ["strategy", "semantics", "days_survived", "broken", "pins"]
+_DAY_US = 86_400e6
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ScaleReplay:
+    """What :func:`replay_store` did: pins replayed, the survival table, the parts written."""
+
+    pins: int = 0
+    observations: int = 0
+    timelines: int = 0
+    counts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COUNT_COLUMNS))
+    """Pins per (strategy, semantics, days_survived, broken): ``PinSurvival().fit`` takes it."""
+    parts: list[Path] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        """Every replayed pin, read back from the parts (only sensible for small stores)."""
+        if not self.parts:
+            return pd.DataFrame(columns=REPLAY_COLUMNS)
+        return pd.concat([pd.read_parquet(p) for p in self.parts], ignore_index=True)
+
+
+def replay_store(
+    store: Store,
+    *,
+    trust_store: TrustStore | TrustStoreHistory | pd.DataFrame,
+    strategies: Iterable[str] | None = None,
+    semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
+    validate_at: datetime | None = None,
+    out: str | Path | None = None,
+    batch_rows: int = 250_000,
+    progress: Progress | None = None,
+) -> ScaleReplay:
+    """Replay every timeline of ``store`` (a DuckDB file or a dataset) out of core.
+
+    ``trust_store`` anchors the verified paths: one store, a root store's history (the
+    release in force at each validation time, as :meth:`TrustStoreHistory.at` picks it),
+    or anchors as rows with the store's ``certificates`` columns (:func:`anchor_frame`).
+    Chains are validated at each observation's time, or at ``validate_at``; scans that
+    recorded their own anchors and validation time (the rotation lab's) are validated
+    that way, as :func:`pinlab.survival.observed_chains` does. With ``out``, a folder, each
+    batch's pins are written there as ``part-NNNNN.parquet`` with the columns of
+    :data:`pinlab.survival.REPLAY_COLUMNS`. ``batch_rows`` sizes the batches of timelines
+    (memory, not results).
+    """
+    plan = [
+        (strategy(name).name, mode.value)
+        for mode in semantics
+        for name in (strategies or STRATEGIES)
+    ]
+    folder = Path(out) if out is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    con = store.connection
+    try:
+        prepared = Prepared(con, _anchors_in_force(trust_store), validate_at)
+        return _run(con, prepared, plan, folder, batch_rows, progress)
+    finally:
+        drop_scratch(con)
+
+
+def _anchors_in_force(
+    trust_store: TrustStore | TrustStoreHistory | pd.DataFrame,
+) -> AnchorSets:
+    if isinstance(trust_store, pd.DataFrame):
+        return [(None, trust_store)]
+    if isinstance(trust_store, TrustStore):
+        return [(None, anchor_frame(trust_store))]
+    if not trust_store.releases:  # no cache: the history answers with today's store
+        return [(None, anchor_frame(trust_store.at(datetime.now(UTC))))]
+    # Of releases on one date, the last is in force (TrustStoreHistory.release_at).
+    dated = {release.released: release for release in trust_store.releases}
+    return [(when, anchor_frame(trust_store.at(when))) for when in sorted(dated)]
+
+
+# -- the replay (numpy, one batch of whole timelines at a time) ----------------------------
+
+
+def _batches(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """Tables of whole timelines, about ``rows`` long: the last timeline read waits for the
+    next batch, since its observations may continue there."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for record_batch in reader:
+        pending.append(record_batch)
+        size += record_batch.num_rows
+        if size < rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        timelines = table.column("tl").to_numpy()
+        others = np.flatnonzero(timelines != timelines[-1])
+        if not others.size:
+            continue
+        cut = int(others[-1]) + 1
+        yield table.slice(0, cut)
+        pending = table.slice(cut).to_batches()
+        size = len(table) - cut
+    if size:
+        yield pa.Table.from_batches(pending)
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    prepared: Prepared,
+    plan: list[tuple[str, str]],
+    folder: Path | None,
+    batch_rows: int,
+    progress: Progress | None,
+) -> ScaleReplay:
+    result = ScaleReplay()
+    [(total,)] = con.execute("SELECT count(*) FROM _replay_observations").fetchall()
+    names, joins = "", ""
+    if folder is not None:  # names of the pins' hosts and leaves, for the rows
+        names = ", h.host, h.port, h.sni, r.lineage, c.sha256 AS pinned_leaf"
+        joins = (
+            "\nJOIN _history_hosts h USING (hid)"
+            "\nJOIN (SELECT DISTINCT ON (sha256) sha256 FROM certificates) c"
+            " ON hash(c.sha256) = r.lid"
+        )
+    reader = con.sql(STREAM.format(names=names, joins=joins)).to_arrow_reader()
+    try:
+        return _replay_batches(reader, prepared, plan, folder, batch_rows, progress, result, total)
+    finally:
+        reader.close()
+
+
+def _replay_batches(
+    reader: pa.RecordBatchReader,
+    prepared: Prepared,
+    plan: list[tuple[str, str]],
+    folder: Path | None,
+    batch_rows: int,
+    progress: Progress | None,
+    result: ScaleReplay,
+    total: int,
+) -> ScaleReplay:
+    counts: list[pd.DataFrame] = []
+    for number, table in enumerate(_batches(reader, batch_rows)):
+        batch = Batch(
+            timeline=table.column("tl").to_numpy(),
+            at=table.column("t_us").to_numpy(),
+            presented=table.column("presented").combine_chunks(),
+            verified=table.column("verified").combine_chunks(),
+            leaf=table.column("leaf").to_numpy(),
+            organisation=table.column("organisation").to_numpy(),
+        )
+        outcomes = replay_batch(batch, prepared.catalog, plan)
+        counts.append(_count(outcomes, batch))
+        result.pins += sum(len(o.index) for o in outcomes.values())
+        result.observations += len(batch)
+        timelines = batch.timeline
+        result.timelines += int(np.count_nonzero(timelines[1:] != timelines[:-1])) + 1
+        if folder is not None:
+            rows = _rows(table, outcomes)
+            path = folder / f"part-{number:05d}.parquet"
+            with write_atomic(path) as temporary:
+                pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), temporary)
+            result.parts.append(path)
+        if progress is not None:
+            progress(result.observations, total)
+    if counts:
+        merged = pd.concat(counts, ignore_index=True)
+        keys = ["strategy", "semantics", "days_survived", "broken"]
+        result.counts = merged.groupby(keys, sort=True)["pins"].sum().reset_index()
+    return result
+
+
+def _count(outcomes: dict[tuple[str, str], PinOutcome], batch: Batch) -> pd.DataFrame:
+    frames = []
+    for (name, mode), outcome in outcomes.items():
+        days = np.maximum(outcome.end_at - batch.at[outcome.index], 0) / _DAY_US
+        frame = pd.DataFrame({"days_survived": days, "broken": outcome.broken})
+        grouped = frame.groupby(["days_survived", "broken"], as_index=False).size()
+        frames.append(
+            grouped.rename(columns={"size": "pins"}).assign(strategy=name, semantics=mode)
+        )
+    return (
+        pd.concat(frames, ignore_index=True)[COUNT_COLUMNS]
+        if frames
+        else pd.DataFrame(columns=COUNT_COLUMNS)
+    )
+
+
+def _rows(table: pa.Table, outcomes: dict[tuple[str, str], PinOutcome]) -> pd.DataFrame:
+    """The batch's pins as replay rows."""
+    frame = table.select(["host", "port", "sni", "lineage", "pinned_leaf", "t_us"]).to_pandas()
+    pieces = []
+    for (name, mode), outcome in outcomes.items():
+        pinned = frame.iloc[outcome.index].reset_index(drop=True)
+        broken = outcome.broken
+        broken_at = pd.Series(pd.to_datetime(outcome.broken_at, unit="us", utc=True))
+        pieces.append(pinned.assign(
+            strategy=name, semantics=mode,
+            pinned_at=pd.to_datetime(pinned["t_us"], unit="us", utc=True),
+            broken_at=broken_at.where(broken),
+            days_survived=np.maximum(outcome.end_at - pinned["t_us"].to_numpy(), 0) / _DAY_US,
+            broken=broken, checks=outcome.checks, legacy=False,
+        ))  # fmt: skip
+    if not pieces:
+        return pd.DataFrame(columns=REPLAY_COLUMNS)
+    rows: pd.DataFrame = pd.concat(pieces, ignore_index=True)[REPLAY_COLUMNS]
+    return rows

@@ -1,0 +1,272 @@
+"""Replaying history: when would each pinning strategy have broken the app?
+
+For every host and every pin time, a strategy (see :mod:`pinlab.survival.rules`) derives what
+the app pins from the chain observed then; the replay walks forward through the host's later
+observations and stops at the first chain the pins reject (``broken_at``), or runs to the end
+of the data (censored). Under **verified** semantics each chain is first validated as a
+client of that moment would have (at the observation's time, against the trust store of that
+time); an observation whose chain fails validation would fail whatever the pins, so it
+neither breaks nor confirms a pin and is skipped. Under **presented** semantics the chain as
+the server sent it is used.
+
+:class:`pinlab.survival.PinSurvival` turns a replay into survival curves per strategy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from pinlab.certs import Certificate
+from pinlab.errors import MalformedCertificateError
+from pinlab.history import leaf_sightings
+from pinlab.pins import Semantics
+from pinlab.survival.rules import STRATEGIES, CaCatalog, ObservedChain, strategy
+from pinlab.verify import TrustStore, verify_chain
+
+__all__ = ["REPLAY_COLUMNS", "TrustStores", "observed_chains", "replay"]
+
+REPLAY_COLUMNS = [
+    "host", "port", "sni", "lineage", "strategy", "semantics", "pinned_at", "broken_at",
+    "days_survived", "broken", "pinned_leaf", "checks", "legacy",
+]  # fmt: skip
+SHA1_ERA_END = datetime.fromisoformat("2017-01-01T00:00:00+00:00")
+
+TrustStores = TrustStore | Callable[[datetime], TrustStore]
+
+
+def observed_chains(
+    observations: pd.DataFrame,
+    certificates: pd.DataFrame,
+    *,
+    trust_stores: TrustStores,
+    validate_at: datetime | None = None,
+    scans: pd.DataFrame | None = None,
+) -> list[ObservedChain]:
+    """The ok observations of a store as :class:`ObservedChain`, validated at their time.
+
+    ``trust_stores`` is one store, or a function giving the store in force at a time
+    (:func:`pinlab.truststores.TrustStoreHistory.at`). ``validate_at`` validates every
+    chain at that one time instead: for the rotation lab, whose observations carry a
+    virtual clock while Pebble dates certificates by the real one. With the store's
+    ``scans``, a scan that recorded its own trust anchors and validation time (the lab's)
+    is validated that way, whatever the other arguments say.
+    """
+    store_at = trust_stores if callable(trust_stores) else (lambda _at: trust_stores)
+    parsed = _parse_certificates(certificates)
+    sightings = leaf_sightings(observations, certificates)
+    lineages = {
+        (host, port, sni, leaf): lineage
+        for host, port, sni, leaf, lineage in zip(
+            sightings["host"], sightings["port"], sightings["sni"], sightings["leaf"],
+            sightings["lineage"], strict=True,
+        )
+    }  # fmt: skip
+    own_validation = _scan_validation(scans, parsed)
+    chains: list[ObservedChain] = []
+    ok = observations[observations["status"] == "ok"]
+    for row in ok.to_dict("records"):
+        digests = list(row["chain"]) if row["chain"] is not None else []
+        if not digests or any(d not in parsed for d in digests):
+            continue
+        presented = tuple(parsed[d] for d in digests)
+        at = pd.Timestamp(row["observed_at"]).to_pydatetime()
+        sni = row["sni"] if isinstance(row["sni"], str) else ""
+        when, store = own_validation.get(row.get("scan_id"), (None, None))
+        if when is None or store is None:
+            when = validate_at or at
+            store = store_at(when)
+        verification = verify_chain(
+            presented, hostname=sni or row["host"], at=when, trust_store=store
+        )
+        verified, legacy = verification.path or None, False
+        if verified is None and when < SHA1_ERA_END and _uses_sha1(presented):
+            verified = _legacy_path(presented, store, when)
+            legacy = verified is not None
+        lineage = lineages.get((row["host"], row["port"], sni, digests[0]), "")
+        chains.append(
+            ObservedChain(
+                row["host"], int(row["port"]), sni, at, presented, verified, legacy, lineage
+            )
+        )
+    return sorted(chains, key=lambda c: (c.host, c.port, c.sni, c.lineage, c.observed_at))
+
+
+def _scan_validation(
+    scans: pd.DataFrame | None, parsed: dict[str, Certificate]
+) -> dict[Any, tuple[datetime, TrustStore]]:
+    """scan_id -> (time, trust store) for scans that say how their chains validate."""
+    if scans is None or scans.empty:
+        return {}
+    chosen: dict[Any, tuple[datetime, TrustStore]] = {}
+    for scan_id, text in zip(scans["scan_id"], scans["parameters"], strict=True):
+        try:
+            parameters = json.loads(text) if isinstance(text, str) else {}
+        except json.JSONDecodeError:
+            continue
+        anchors = [parsed[d] for d in parameters.get("trust_anchors", ()) if d in parsed]
+        validated_at = parameters.get("validated_at")
+        if anchors and isinstance(validated_at, str):
+            name = f"anchors of scan {scan_id}"
+            store = TrustStore.from_certificates(anchors, name=name)
+            chosen[scan_id] = (datetime.fromisoformat(validated_at), store)
+    return chosen
+
+
+def _parse_certificates(certificates: pd.DataFrame) -> dict[str, Certificate]:
+    parsed: dict[str, Certificate] = {}
+    for digest, der in zip(certificates["sha256"], certificates["der"], strict=True):
+        try:
+            parsed[str(digest)] = Certificate.from_der(bytes(der))
+        except MalformedCertificateError:
+            continue
+    return parsed
+
+
+def _uses_sha1(chain: Sequence[Certificate]) -> bool:
+    for certificate in chain:
+        try:
+            algorithm = certificate.x509.signature_hash_algorithm
+        except UnsupportedAlgorithm:
+            continue
+        if isinstance(algorithm, hashes.SHA1):
+            return True
+    return False
+
+
+def _legacy_path(
+    chain: Sequence[Certificate], store: TrustStore, at: datetime
+) -> tuple[Certificate, ...] | None:
+    """Leaf to anchor by name and signature linkage, validity checked at ``at``.
+
+    What clients accepted in the SHA-1 era and today's verifier refuses; no hostname or
+    extension checks, so the result is marked ``legacy`` by the caller.
+    """
+    candidates = list(chain[1:]) + list(store.roots)
+    path = [chain[0]]
+    while len(path) <= 8:
+        current = path[-1]
+        if not current.not_before <= at <= current.not_after:
+            return None
+        if store.contains(current):
+            return tuple(path)
+        issuer = next(
+            (c for c in candidates if c.subject == current.issuer and _signed_by(current, c)),
+            None,
+        )
+        if issuer is None or issuer in path:
+            return None
+        path.append(issuer)
+    return None
+
+
+def _signed_by(certificate: Certificate, issuer: Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``certificate``, SHA-1 included.
+
+    cryptography's ``verify_directly_issued_by`` refuses SHA-1 signatures, which is right
+    for validation today and wrong for replaying 2015: the key does the check here.
+    """
+    child = certificate.x509
+    algorithm = child.signature_hash_algorithm
+    try:
+        key = issuer.x509.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(child.signature, child.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            child.verify_directly_issued_by(issuer.x509)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def replay(
+    chains: Sequence[ObservedChain],
+    *,
+    strategies: Iterable[str] | None = None,
+    semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
+    release_every: float | None = None,
+    catalog: CaCatalog | None = None,
+) -> pd.DataFrame:
+    """One row per (host, strategy, semantics, pin time): when the pins broke, if they did.
+
+    Pin times are every observation, or with ``release_every`` a release calendar: every
+    that many days from the host's first observation, pinning what was served last before
+    the release. ``catalog`` (for ``ca-set``) defaults to the CA keys of ``chains``; pass
+    one built from a wider population when replaying a few hosts of it.
+    """
+    chosen = [strategy(name) for name in (strategies or STRATEGIES)]
+    modes = list(semantics)
+    catalog = catalog if catalog is not None else CaCatalog.build(chains)
+    rows: list[dict[str, Any]] = []
+    for timeline in _timelines(chains):
+        for pinned_at, index in _pin_times(timeline, release_every):
+            for mode in modes:
+                for chosen_strategy in chosen:
+                    matcher = chosen_strategy.derive(timeline, index, mode, catalog)
+                    if matcher is None:
+                        continue
+                    broken_at, checks = None, 0
+                    for later in timeline[index + 1 :]:
+                        if later.observed_at <= pinned_at:
+                            continue
+                        chain = later.chain(mode)
+                        if chain is None:
+                            continue
+                        checks += 1
+                        if not matcher.accepts(chain, later.observed_at):
+                            broken_at = later.observed_at
+                            break
+                    end = broken_at or timeline[-1].observed_at
+                    pinned = timeline[index]
+                    rows.append({
+                        "host": pinned.host, "port": pinned.port, "sni": pinned.sni,
+                        "lineage": pinned.lineage,
+                        "strategy": chosen_strategy.name, "semantics": mode.value,
+                        "pinned_at": pinned_at, "broken_at": broken_at,
+                        "days_survived": max((end - pinned_at).total_seconds(), 0) / 86400,
+                        "broken": broken_at is not None,
+                        "pinned_leaf": pinned.presented[0].sha256, "checks": checks,
+                        "legacy": pinned.legacy,
+                    })  # fmt: skip
+    frame = pd.DataFrame.from_records(rows, columns=REPLAY_COLUMNS)
+    for column in ("pinned_at", "broken_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _timelines(chains: Sequence[ObservedChain]) -> list[list[ObservedChain]]:
+    """Observations grouped by (host, port, SNI, lineage), each in time order.
+
+    Lineages matter: a host serving RSA and ECDSA leaves side by side gives each client one
+    of them, always the same, so an RSA pin is never confronted with the ECDSA leaf.
+    """
+    timelines: dict[tuple[str, int, str, str], list[ObservedChain]] = {}
+    for observed in chains:
+        key = (observed.host, observed.port, observed.sni, observed.lineage)
+        timelines.setdefault(key, []).append(observed)
+    return [sorted(t, key=lambda c: c.observed_at) for _, t in sorted(timelines.items())]
+
+
+def _pin_times(
+    timeline: Sequence[ObservedChain], release_every: float | None
+) -> list[tuple[datetime, int]]:
+    if release_every is None:
+        return [(observed.observed_at, i) for i, observed in enumerate(timeline)]
+    if release_every <= 0:
+        raise ValueError("release_every must be a positive number of days")
+    times, release, index = [], timeline[0].observed_at, 0
+    while release <= timeline[-1].observed_at:
+        while index + 1 < len(timeline) and timeline[index + 1].observed_at <= release:
+            index += 1
+        times.append((release, index))
+        release += timedelta(days=release_every)
+    return times
