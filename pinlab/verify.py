@@ -25,6 +25,7 @@ from cryptography.x509.verification import (
 
 from pinlab.certs import Certificate, load_certificate_file
 from pinlab.errors import PinlabError
+from pinlab.names import name_matches
 
 __all__ = ["TrustStore", "Verification", "VerificationFailure", "verify_chain"]
 
@@ -116,6 +117,8 @@ def verify_chain(
     if at.tzinfo is None:
         raise ValueError("validation time must be timezone-aware (UTC)")
     leaf, intermediates = chain[0], [c.x509 for c in chain[1:]]
+    if hostname is not None and hostname.endswith("."):
+        hostname = hostname[:-1]  # the absolute form of the same name (pinlab.names)
     name = hostname if hostname is not None else _own_name(leaf)
     if name is None:
         return Verification(
@@ -139,6 +142,15 @@ def verify_chain(
                     hostname,
                 )
         return Verification((), VerificationFailure.UNTRUSTED, str(error), hostname)
+    if hostname is not None and not name_matches(hostname, leaf.sans):
+        # cryptography accepts a wildcard over one label (*.com); clients do not.
+        return Verification(
+            (),
+            VerificationFailure.HOSTNAME,
+            f"certificate is valid for {', '.join(leaf.sans)}, not {hostname}: a wildcard "
+            "must stand under a name of at least two labels",
+            hostname,
+        )
     known = {c.x509: c for c in chain}
     path = tuple(
         known.get(c) or trust_store._by_x509.get(c) or Certificate.from_cryptography(c)

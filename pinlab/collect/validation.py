@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 from collections import OrderedDict
 from datetime import datetime
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from pinlab.certs import Certificate
+from pinlab.names import name_matches
 from pinlab.verify import TrustStore, verify_chain
 
-__all__ = ["Validator", "name_matches"]
+__all__ = ["Validator"]
 
 
 class Validator:
@@ -55,24 +54,3 @@ class Validator:
             return "valid", None
         assert result.failure is not None
         return result.failure.value, result.error
-
-
-def name_matches(name: str, sans: tuple[str, ...]) -> bool:
-    """RFC 6125 / webpki matching: exact name or IP, or one leftmost-label ``*.`` wildcard."""
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        address = None
-    if address is not None:
-        for san in sans:
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(san) == address:
-                    return True
-        return False
-    name = name.lower().rstrip(".")
-    parent = name.split(".", 1)[1] if "." in name else None
-    for san in sans:
-        san = san.lower()
-        if san == name or (san.startswith("*.") and parent is not None and san[2:] == parent):
-            return True
-    return False

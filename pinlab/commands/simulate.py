@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,17 @@ from pinlab.commands._common import (
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.errors import PinlabError
 from pinlab.pins import Semantics
-from pinlab.store import is_dataset, open_store
-from pinlab.survival import STRATEGIES, PinSurvival, observed_chains, replay, strategy
+from pinlab.store import open_store
+from pinlab.survival import (
+    ENGINES,
+    SHA1_ERA_END,
+    STRATEGIES,
+    PinSurvival,
+    observed_chains,
+    replay,
+    strategy,
+)
+from pinlab.survival import Engine as SurvivalEngine
 from pinlab.truststores import choose_trust_stores, load_trust_stores
 
 
@@ -30,6 +40,53 @@ class Engine(enum.StrEnum):
     AUTO = "auto"
     PYTHON = "python"
     DUCKDB = "duckdb"
+
+
+AUTO_PYTHON_LIMIT = 200_000
+"""``--engine auto`` replays up to this many ok observations in Python (every rule, about
+0.4 ms each: under two minutes), more out of core. The size decides, never the format, so
+a store and its Parquet export get the same engine and the same answer."""
+
+
+@dataclass(frozen=True)
+class _DataAtHand:
+    ok: int
+    sha1_era: int
+
+
+def _data_at_hand(db: Path) -> _DataAtHand:
+    if not db.exists():
+        raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
+    with open_store(db) as store:
+        rows = store.connection.execute(
+            "SELECT count(*), count(*) FILTER (WHERE observed_at < ?) FROM observations "
+            "WHERE status = 'ok'",
+            [SHA1_ERA_END],
+        ).fetchall()
+    return _DataAtHand(int(rows[0][0]), int(rows[0][1]))
+
+
+def _choose(engine: Engine, data: _DataAtHand) -> SurvivalEngine:
+    if engine is Engine.AUTO:
+        return ENGINES["python" if data.ok <= AUTO_PYTHON_LIMIT else "duckdb"]
+    return ENGINES[engine.value]
+
+
+def _caveats(chosen: SurvivalEngine, data: _DataAtHand) -> list[str]:
+    """Where this engine may answer differently from the other on this data, and why."""
+    notes = []
+    if not chosen.signatures:
+        notes.append(
+            f"engine {chosen.name}: checks names, validity windows and trust anchors, not "
+            "signatures or extensions (--engine python does)"
+        )
+    if not chosen.legacy_paths and data.sha1_era:
+        notes.append(
+            f"engine {chosen.name}: {data.sha1_era} of {data.ok} ok observations predate "
+            f"{SHA1_ERA_END:%Y-%m-%d}; chains that validate only by SHA-1-era linkage count "
+            "as unverified here (--engine python rebuilds them as legacy paths)"
+        )
+    return notes
 
 
 def simulate_command(
@@ -65,13 +122,18 @@ def simulate_command(
         typer.Option(
             "--engine",
             help="python: every rule, release calendars, legacy SHA-1 paths; duckdb: out of "
-            "core for stores of any size (OUT is a folder of Parquet parts); auto: duckdb "
-            "for a dataset folder, python for a DuckDB file.",
+            "core for stores of any size (OUT is a folder of Parquet parts); auto: python "
+            f"up to {AUTO_PYTHON_LIMIT:,} ok observations, duckdb above, whatever the format.",
         ),
     ] = Engine.AUTO,
 ) -> None:
     """When would each pinning strategy have broken the app? One row per pin."""
-    if engine is Engine.DUCKDB or (engine is Engine.AUTO and is_dataset(db)):
+    with usage_errors():
+        data = _data_at_hand(db)
+    chosen = _choose(engine, data)
+    for note in _caveats(chosen, data):
+        err_console.print(note, markup=False, highlight=False)
+    if chosen.out_of_core:
         with usage_errors():
             _simulate_out_of_core(db, out, strategies, semantics, release_every, ca_file,
                                   truststores, validate_at)  # fmt: skip
@@ -114,9 +176,14 @@ def _simulate_out_of_core(
     from pinlab.survival import replay_store
 
     if release_every is not None:
-        raise PinlabError("--release-every needs --engine python (pins at every observation)")
+        raise PinlabError(
+            "--release-every needs --engine python (the duckdb engine pins at every observation)"
+        )
     if out.suffix in (".csv", ".parquet"):
-        raise PinlabError(f"{out}: the duckdb engine writes a folder of Parquet parts")
+        raise PinlabError(
+            f"{out}: the duckdb engine writes a folder of Parquet parts; pass a folder, or "
+            "--engine python for a file"
+        )
     trust, described = load_trust_stores(ca_file, truststores)
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_store(db) as store, Progress(*columns, console=err_console) as progress:

@@ -32,6 +32,7 @@ from pinlab.collect import CollectOptions, Target, collect
 from pinlab.lab.pebble import HOST
 from pinlab.lab.scenario import Scenario
 from pinlab.store import CertificateRow, Observation, Scan, Store, pinlab_version
+from pinlab.survival import ScanAnchors
 from pinlab.verify import TrustStore
 
 __all__ = ["LabRecorder", "Observed"]
@@ -119,9 +120,10 @@ class LabRecorder:
             "hosts": len(scenario.hosts),
             "virtual_clock": True,
             "validation_clock": "real",
-            "validated_at": self.validation_clock().isoformat(),
             "trust_store": trust_store.name,
-            "trust_anchors": sorted(root.sha256 for root in trust_store.roots),
+            **ScanAnchors(
+                tuple(root.sha256 for root in trust_store.roots), self.validation_clock()
+            ).parameters(),
         }
         return Scan(
             scan_id=uuid.uuid4().hex,

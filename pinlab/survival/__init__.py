@@ -13,20 +13,32 @@ from pinlab.survival.duckdb_engine import ScaleReplay, replay_store
 from pinlab.survival.fit import PinSurvival
 from pinlab.survival.python_engine import REPLAY_COLUMNS, TrustStores, observed_chains, replay
 from pinlab.survival.rules import (
+    ENGINES,
+    SHA1_ERA_END,
     STRATEGIES,
     CaCatalog,
+    Engine,
+    KeyRecipe,
     ObservedChain,
+    ScanAnchors,
+    Strategy,
     UnknownStrategyError,
     strategy,
 )
 
 __all__ = [
+    "ENGINES",
     "REPLAY_COLUMNS",
+    "SHA1_ERA_END",
     "STRATEGIES",
     "CaCatalog",
+    "Engine",
+    "KeyRecipe",
     "ObservedChain",
     "PinSurvival",
     "ScaleReplay",
+    "ScanAnchors",
+    "Strategy",
     "TrustStores",
     "UnknownStrategyError",
     "observed_chains",

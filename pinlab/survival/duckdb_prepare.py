@@ -13,7 +13,6 @@ or the leaf's names do not match the host.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +23,9 @@ import pandas as pd
 import pyarrow as pa
 
 from pinlab.history import History  # type: ignore[attr-defined,unused-ignore]
+from pinlab.names import lower_sans_sql, name_match_sql, register_sql_functions
 from pinlab.store import CertificateRow
-from pinlab.survival.rules import organisation
+from pinlab.survival.rules import ScanAnchors, organisation
 from pinlab.verify import TrustStore
 
 __all__ = ["STREAM", "ChainCertificate", "Prepared", "anchor_frame", "drop_scratch"]
@@ -49,18 +49,18 @@ def drop_scratch(con: duckdb.DuckDBPyConnection) -> None:
 _OK = "o.status = 'ok' AND len(o.chain) > 0"
 _HID = "hash(o.host, o.port, coalesce(o.sni, ''))"
 
-_LEAVES = """
+_LEAVES = f"""
 CREATE OR REPLACE TEMP TABLE _replay_leaves AS
 SELECT hash(sha256) AS lid, hash(spki_sha256) AS kid, hash(issuer) AS iid,
-    epoch_us(not_before) AS nb, epoch_us(not_after) AS na, coalesce(sans, []) AS sans,
+    epoch_us(not_before) AS nb, epoch_us(not_after) AS na, {lower_sans_sql("sans")} AS sans,
     coalesce(is_ca, false) AS is_ca
 FROM certificates
 WHERE spki_sha256 IS NOT NULL AND hash(sha256) IN (SELECT lid FROM _history_lineages)
 """
 
 # One narrow row per ok observation that the replay sees (every certificate known).
-# ``name_ok``: a leaf name matches the host as a client would check it (exact, or a
-# left-most ``*`` label); ``vat``: the time the chain is validated at.
+# ``name_ok``: a leaf name matches the host as a client would check it (the one rule of
+# :mod:`pinlab.names`); ``vat``: the time the chain is validated at.
 _OBSERVATIONS = f"""
 CREATE OR REPLACE TEMP TABLE _replay_observations AS
 WITH r AS (
@@ -69,10 +69,7 @@ WITH r AS (
         v.set_id AS scan_set,
         coalesce(v.validated_at, {{validate_at}}, epoch_us(o.observed_at)) AS vat,
         l.nb, l.na, l.is_ca,
-        list_contains(l.sans, lower(coalesce(nullif(o.sni, ''), o.host)))
-            OR list_contains(l.sans, '*' || regexp_extract(
-                lower(coalesce(nullif(o.sni, ''), o.host)), '^[^.]+(\\..+\\..+)$', 1))
-            AS name_ok
+        {name_match_sql("coalesce(nullif(o.sni, ''), o.host)", "l.sans")} AS name_ok
     FROM observations o
     JOIN _history_lineages s ON s.hid = {_HID} AND s.lid = hash(o.chain[1])
     JOIN _replay_leaves l ON l.lid = hash(o.chain[1])
@@ -120,6 +117,7 @@ class Prepared:
         self, con: duckdb.DuckDBPyConnection, anchors: AnchorSets, validate_at: datetime | None
     ) -> None:
         con.execute("SET TimeZone = 'UTC'")
+        register_sql_functions(con)
         History.from_connection(con)
         self.anchor_sets = _anchor_sets(con, anchors)
         con.execute(_LEAVES)
@@ -287,15 +285,11 @@ def _anchor_sets(
         scan_rows = con.execute("SELECT scan_id, parameters FROM scans").fetchall()
     sets = []
     for scan_id, text in scan_rows:
-        try:
-            parameters = json.loads(text) if isinstance(text, str) else {}
-        except json.JSONDecodeError:
-            continue
-        digests, validated_at = parameters.get("trust_anchors"), parameters.get("validated_at")
-        if digests and isinstance(validated_at, str):
+        recorded = ScanAnchors.from_parameters(text)
+        if recorded is not None:
             set_id = len(facts)
-            facts[set_id] = list(_facts(con, digests).values())
-            at = int(datetime.fromisoformat(validated_at).timestamp() * 1e6)
+            facts[set_id] = list(_facts(con, list(recorded.trust_anchors)).values())
+            at = int(recorded.validated_at.timestamp() * 1e6)
             sets.append({"scan_id": scan_id, "set_id": set_id, "validated_at": at})
     schema = pa.schema([("scan_id", pa.string()), ("set_id", pa.int64()),
                         ("validated_at", pa.int64())])  # fmt: skip

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pinlab.survival.rules import strategy
+
 __all__ = ["Batch", "PinOutcome", "replay_batch"]
 
 _ONE = np.uint64(1)
@@ -175,6 +177,8 @@ class _Replayer:
 
     def _at_position(self, chains: _Chains, position: int) -> tuple[np.ndarray, np.ndarray]:
         """(owners, bits) of the key at ``position`` (-1: last) of every long enough chain."""
+        if position < -1:
+            raise ValueError(f"chain position {position}: only -1 counts from the end")
         if position >= 0:
             chosen = chains.position == position
         else:
@@ -182,29 +186,32 @@ class _Replayer:
         return chains.owner[chosen], chains.bit[chosen]
 
     def pins(self, name: str, semantics: str) -> tuple[np.ndarray, np.ndarray]:
-        """(pin masks, whether a pin was taken) of strategy ``name`` at every observation."""
+        """(pin masks, whether a pin was taken) of strategy ``name`` at every observation.
+
+        Built from the strategy's :class:`~pinlab.survival.rules.KeyRecipe`, as the Python
+        engine builds its pin sets: a new strategy is a new recipe, nothing here.
+        """
+        recipe = strategy(name).recipe
         chains = self.chains[semantics]
-        if name == "cert":
+        if recipe.whole_leaf:
             leaves = np.where(chains.present, self.leaves, np.uint64(0))
             return leaves, chains.present
-        if name in ("leaf-spki", "intermediate-spki", "root-spki"):
-            position = {"leaf-spki": 0, "intermediate-spki": 1, "root-spki": -1}[name]
+        masks = np.zeros((self.words, self.count), dtype=np.uint64)
+        for position in recipe.positions:
             owner, bit = self._at_position(chains, position)
-            masks = _masks(self.count, owner, bit, self.words)
-        elif name == "any-in-chain":
-            masks = self.keys[semantics].copy()
-        elif name == "leaf+backup":
-            owner, bit = self._at_position(chains, 0)
-            masks = _masks(self.count, owner, bit, self.words)
+            masks |= _masks(self.count, owner, bit, self.words)
+        if recipe.from_position is not None:
+            tail = chains.position >= recipe.from_position
+            masks |= _masks(self.count, chains.owner[tail], chains.bit[tail], self.words)
+        if recipe.next_leaf_key:
             masks |= self._next_leaf_key
-        elif name == "ca-set":
-            tail = chains.position >= 1
-            masks = _masks(self.count, chains.owner[tail], chains.bit[tail], self.words)
+        pinned = (masks != 0).any(axis=0)
+        if recipe.organisation_keys:
+            # The organisation's keys are pinned even where none of them is in this
+            # timeline (the pin is taken, and breaks at the first chain checked).
             masks |= self.catalog
-            return masks, chains.present & ((masks != 0).any(axis=0) | self.catalog_nonempty)
-        else:
-            raise ValueError(f"no mask rule for strategy {name!r}")
-        return masks, chains.present & (masks != 0).any(axis=0)
+            pinned = (masks != 0).any(axis=0) | self.catalog_nonempty
+        return masks, chains.present & pinned
 
     @functools.cached_property
     def _next_leaf_key(self) -> np.ndarray:
@@ -225,7 +232,7 @@ class _Replayer:
     def replay(self, name: str, semantics: str) -> PinOutcome:
         """When each pin of ``name`` under ``semantics`` first broke, and its checks."""
         pins, taken = self.pins(name, semantics)
-        chains = self.leaves if name == "cert" else self.keys[semantics]
+        chains = self.leaves if strategy(name).recipe.whole_leaf else self.keys[semantics]
         present = self.chains[semantics].present
         broken_at = np.full(self.count, _NO_TIME, dtype=np.int64)
         checks = np.zeros(self.count, dtype=np.int64)

@@ -14,7 +14,6 @@ the server sent it is used.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +27,14 @@ from pinlab.certs import Certificate
 from pinlab.errors import MalformedCertificateError
 from pinlab.history import leaf_sightings
 from pinlab.pins import Semantics
-from pinlab.survival.rules import STRATEGIES, CaCatalog, ObservedChain, strategy
+from pinlab.survival.rules import (
+    SHA1_ERA_END,
+    STRATEGIES,
+    CaCatalog,
+    ObservedChain,
+    ScanAnchors,
+    strategy,
+)
 from pinlab.verify import TrustStore, verify_chain
 
 __all__ = ["REPLAY_COLUMNS", "TrustStores", "observed_chains", "replay"]
@@ -37,7 +43,6 @@ REPLAY_COLUMNS = [
     "host", "port", "sni", "lineage", "strategy", "semantics", "pinned_at", "broken_at",
     "days_survived", "broken", "pinned_leaf", "checks", "legacy",
 ]  # fmt: skip
-SHA1_ERA_END = datetime.fromisoformat("2017-01-01T00:00:00+00:00")
 
 TrustStores = TrustStore | Callable[[datetime], TrustStore]
 
@@ -107,16 +112,14 @@ def _scan_validation(
         return {}
     chosen: dict[Any, tuple[datetime, TrustStore]] = {}
     for scan_id, text in zip(scans["scan_id"], scans["parameters"], strict=True):
-        try:
-            parameters = json.loads(text) if isinstance(text, str) else {}
-        except json.JSONDecodeError:
+        recorded = ScanAnchors.from_parameters(text)
+        if recorded is None:
             continue
-        anchors = [parsed[d] for d in parameters.get("trust_anchors", ()) if d in parsed]
-        validated_at = parameters.get("validated_at")
-        if anchors and isinstance(validated_at, str):
+        anchors = [parsed[d] for d in recorded.trust_anchors if d in parsed]
+        if anchors:
             name = f"anchors of scan {scan_id}"
             store = TrustStore.from_certificates(anchors, name=name)
-            chosen[scan_id] = (datetime.fromisoformat(validated_at), store)
+            chosen[scan_id] = (recorded.validated_at, store)
     return chosen
 
 

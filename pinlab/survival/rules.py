@@ -1,36 +1,55 @@
-"""Pinning strategies: how an app derives its pins from the chain it saw on the pin day.
+"""The rule book both survival engines read: strategies, CA organisations, scan anchors.
 
-Each strategy is one class and one :data:`STRATEGIES` entry. A strategy turns the
-observation at the pin time (and, for the two that need it, what else is known) into a
-:class:`Matcher`; the replay then asks the matcher about every later chain. SPKI strategies
-build a real :class:`~pinlab.pins.PinSet`, so the replay checks pins exactly as ``pinlab
-check`` does; ``cert`` compares the whole leaf, as urllib3's ``assert_fingerprint`` does.
-
-Which chain a strategy reads, at the pin time and later, is the ``semantics``: the verified
-path (leaf to trust anchor) or the chain as presented. Under presented semantics
-``root-spki`` pins the top certificate the server sent, since nothing else was seen.
+- **Strategies.** Each is one :data:`STRATEGIES` entry: a name and a :class:`KeyRecipe`
+  saying what it pins (the whole leaf, keys at chain positions, the next leaf key, the CA
+  organisation's keys). The Python engine turns a recipe into a :class:`Matcher` over real
+  :class:`~pinlab.pins.PinSet` objects (pins checked exactly as ``pinlab check`` does;
+  ``cert`` compares the whole leaf, as urllib3's ``assert_fingerprint`` does); the DuckDB
+  engine (:mod:`pinlab.survival.masks`) turns the same recipe into key bit masks.
+- **Semantics.** Which chain a strategy reads, at the pin time and later: the verified path
+  (leaf to trust anchor) or the chain as presented. Under presented semantics ``root-spki``
+  pins the top certificate the server sent, since nothing else was seen.
+- **CA organisation** of a name: :func:`pinlab.history.rules.ca_organisation`, the ledger's
+  rule, so ``ca_org_changed`` and ``ca-set`` group CAs alike.
+- **Scan anchors**: how a scan (the rotation lab's) records the trust anchors and the time
+  its chains validate at, written by the lab and read by both engines (:class:`ScanAnchors`).
+- **Host names**: :func:`pinlab.names.name_matches` (and its SQL rendering).
+- **Engines** declare what they do not support as data (:data:`ENGINES`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Any, Protocol
 
 from pinlab.certs import Certificate
 from pinlab.errors import PinlabError
+from pinlab.history.rules import ca_organisation
+from pinlab.names import name_matches
 from pinlab.pins import Pin, PinSet, Semantics
 
 __all__ = [
+    "ENGINES",
+    "SHA1_ERA_END",
     "STRATEGIES",
     "CaCatalog",
+    "Engine",
+    "KeyRecipe",
     "Matcher",
     "ObservedChain",
+    "ScanAnchors",
     "Strategy",
     "UnknownStrategyError",
+    "name_matches",
+    "organisation",
     "strategy",
 ]
+
+SHA1_ERA_END = datetime.fromisoformat("2017-01-01T00:00:00+00:00")
+"""Before this, clients accepted SHA-1 signatures that today's verifier refuses."""
 
 
 class UnknownStrategyError(PinlabError, ValueError):
@@ -117,30 +136,41 @@ class CaCatalog:
 
 
 def organisation(distinguished_name: str) -> str:
-    """The ``O=`` value of an RFC 4514 name ('' when absent), escaped commas respected."""
-    parts, current, escaped = [], "", False
-    for character in distinguished_name:
-        if escaped:
-            current += character
-            escaped = False
-        elif character == "\\":
-            escaped = True
-        elif character == ",":
-            parts.append(current)
-            current = ""
-        else:
-            current += character
-    parts.append(current)
-    for part in parts:
-        if part.startswith("O="):
-            return part[2:]
-    return ""
+    """The CA organisation of an RFC 4514 name, as the ledger groups CAs ('' when none).
+
+    :func:`pinlab.history.rules.ca_organisation`: the certificate's first O (RFC 4514 writes
+    it last), multi-valued RDNs and escapes handled.
+    """
+    return ca_organisation(distinguished_name) or ""
 
 
-class Strategy(Protocol):
-    """Derives what an app pins from the observation at the pin time."""
+@dataclass(frozen=True, slots=True)
+class KeyRecipe:
+    """What a strategy pins from the chain at the pin time, as both engines compute it.
 
-    name: ClassVar[str]
+    Positions count from the leaf (0) in the chain the semantics gives; -1 is the last
+    certificate (the trust anchor of a verified path, the top of a presented chain).
+    """
+
+    whole_leaf: bool = False
+    """Pin the leaf certificate itself (its SHA-256), not keys."""
+    positions: tuple[int, ...] = ()
+    """Pin the keys at these positions; a position the chain does not reach pins nothing."""
+    from_position: int | None = None
+    """Pin every key from this position to the end of the chain."""
+    next_leaf_key: bool = False
+    """Also pin the next different leaf key the host really served (a planned backup)."""
+    organisation_keys: bool = False
+    """Also pin every CA key of the leaf issuer's organisation seen by the pin time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """A pinning strategy: a name (the replay's ``strategy`` column) and its recipe."""
+
+    name: str
+    recipe: KeyRecipe
+    description: str
 
     def derive(
         self,
@@ -150,123 +180,55 @@ class Strategy(Protocol):
         catalog: CaCatalog,
     ) -> Matcher | None:
         """The matcher for a pin taken at ``timeline[index]``; None if nothing to pin."""
-        ...
-
-
-def _spki_matcher(keys: Sequence[bytes], semantics: Semantics) -> Matcher | None:
-    if not keys:
-        return None
-    return PinSetMatcher(PinSet.of(Pin("sha256", key) for key in keys), semantics)
-
-
-@dataclass(frozen=True)
-class CertificateStrategy:
-    """Pin the whole leaf certificate (urllib3 ``assert_fingerprint``)."""
-
-    name: ClassVar[str] = "cert"
-
-    def derive(self, timeline: Sequence[ObservedChain], index: int, semantics: Semantics,
-               catalog: CaCatalog) -> Matcher | None:  # fmt: skip
-        chain = timeline[index].chain(semantics)
-        return CertificateMatcher(chain[0].sha256) if chain else None
-
-
-@dataclass(frozen=True)
-class PositionStrategy:
-    """Pin the key at one position of the chain: leaf (0), issuer (1) or root (-1)."""
-
-    name: ClassVar[str]
-    position: ClassVar[int]
-
-    def derive(self, timeline: Sequence[ObservedChain], index: int, semantics: Semantics,
-               catalog: CaCatalog) -> Matcher | None:  # fmt: skip
-        chain = timeline[index].chain(semantics)
-        if not chain or (self.position == 1 and len(chain) < 2):
-            return None
-        return _spki_matcher([chain[self.position].spki_sha256], semantics)
-
-
-@dataclass(frozen=True)
-class LeafSpki(PositionStrategy):
-    """Pin the leaf's public key."""
-
-    name: ClassVar[str] = "leaf-spki"
-    position: ClassVar[int] = 0
-
-
-@dataclass(frozen=True)
-class IntermediateSpki(PositionStrategy):
-    """Pin the key of the leaf's issuer."""
-
-    name: ClassVar[str] = "intermediate-spki"
-    position: ClassVar[int] = 1
-
-
-@dataclass(frozen=True)
-class RootSpki(PositionStrategy):
-    """Pin the trust anchor's key (the top presented key under presented semantics)."""
-
-    name: ClassVar[str] = "root-spki"
-    position: ClassVar[int] = -1
-
-
-@dataclass(frozen=True)
-class AnyInChain:
-    """Pin every key of the chain, as HPKP and OkHttp users commonly configure."""
-
-    name: ClassVar[str] = "any-in-chain"
-
-    def derive(self, timeline: Sequence[ObservedChain], index: int, semantics: Semantics,
-               catalog: CaCatalog) -> Matcher | None:  # fmt: skip
-        chain = timeline[index].chain(semantics)
-        return _spki_matcher([c.spki_sha256 for c in chain or ()], semantics)
-
-
-@dataclass(frozen=True)
-class LeafWithBackup:
-    """Pin the leaf key plus the key the host really used next: a perfectly planned backup."""
-
-    name: ClassVar[str] = "leaf+backup"
-
-    def derive(self, timeline: Sequence[ObservedChain], index: int, semantics: Semantics,
-               catalog: CaCatalog) -> Matcher | None:  # fmt: skip
-        chain = timeline[index].chain(semantics)
-        if not chain:
-            return None
-        leaf_key = chain[0].spki_sha256
-        for later in timeline[index + 1 :]:
-            if later.presented and later.presented[0].spki_sha256 != leaf_key:
-                return _spki_matcher([leaf_key, later.presented[0].spki_sha256], semantics)
-        return _spki_matcher([leaf_key], semantics)
-
-
-@dataclass(frozen=True)
-class CaSet:
-    """Pin every issuer key of the host's CA organisation seen so far in the data."""
-
-    name: ClassVar[str] = "ca-set"
-
-    def derive(self, timeline: Sequence[ObservedChain], index: int, semantics: Semantics,
-               catalog: CaCatalog) -> Matcher | None:  # fmt: skip
         observed = timeline[index]
         chain = observed.chain(semantics)
         if not chain:
             return None
-        keys = catalog.keys_of(organisation(chain[0].issuer), until=observed.observed_at)
-        own = [c.spki_sha256 for c in chain[1:]]
-        return _spki_matcher(sorted(set(keys) | set(own)), semantics)
+        recipe = self.recipe
+        if recipe.whole_leaf:
+            return CertificateMatcher(chain[0].sha256)
+        keys: list[bytes] = [
+            chain[position].spki_sha256
+            for position in recipe.positions
+            if -len(chain) <= position < len(chain)
+        ]
+        if recipe.from_position is not None:
+            keys += [c.spki_sha256 for c in chain[recipe.from_position :]]
+        if recipe.next_leaf_key and keys:
+            keys += _next_leaf_key(timeline, index, chain[0].spki_sha256)
+        if recipe.organisation_keys:
+            keys += catalog.keys_of(organisation(chain[0].issuer), until=observed.observed_at)
+        if not keys:
+            return None
+        unique = sorted(set(keys))
+        return PinSetMatcher(PinSet.of(Pin("sha256", key) for key in unique), semantics)
+
+
+def _next_leaf_key(timeline: Sequence[ObservedChain], index: int, leaf_key: bytes) -> list[bytes]:
+    for later in timeline[index + 1 :]:
+        if later.presented and later.presented[0].spki_sha256 != leaf_key:
+            return [later.presented[0].spki_sha256]
+    return []
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        CertificateStrategy(),
-        LeafSpki(),
-        IntermediateSpki(),
-        RootSpki(),
-        AnyInChain(),
-        LeafWithBackup(),
-        CaSet(),
+        Strategy("cert", KeyRecipe(whole_leaf=True), "the whole leaf certificate"),
+        Strategy("leaf-spki", KeyRecipe(positions=(0,)), "the leaf's public key"),
+        Strategy("intermediate-spki", KeyRecipe(positions=(1,)), "the leaf issuer's key"),
+        Strategy("root-spki", KeyRecipe(positions=(-1,)), "the trust anchor's key"),
+        Strategy("any-in-chain", KeyRecipe(from_position=0), "every key of the chain"),
+        Strategy(
+            "leaf+backup",
+            KeyRecipe(positions=(0,), next_leaf_key=True),
+            "the leaf key plus the key the host really used next",
+        ),
+        Strategy(
+            "ca-set",
+            KeyRecipe(from_position=1, organisation_keys=True),
+            "every issuer key of the leaf's CA organisation seen so far",
+        ),
     )
 }
 """Every strategy by its name (the ``strategy`` column of a replay)."""
@@ -280,3 +242,69 @@ def strategy(name: str) -> Strategy:
         raise UnknownStrategyError(
             f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanAnchors:
+    """The trust anchors and validation time a scan recorded for its own chains.
+
+    The rotation lab's scans carry a virtual clock while Pebble dates certificates by the
+    real one, so they record which anchors (certificate SHA-256 hex, stored in
+    ``certificates``) validated them and when; both engines validate those scans that way.
+    """
+
+    trust_anchors: tuple[str, ...]
+    validated_at: datetime
+
+    def parameters(self) -> dict[str, Any]:
+        """The entries this record adds to a scan's ``parameters`` JSON."""
+        return {
+            "trust_anchors": sorted(self.trust_anchors),
+            "validated_at": self.validated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_parameters(cls, text: object) -> ScanAnchors | None:
+        """The record in a scan's ``parameters`` JSON text; None when it holds none."""
+        if not isinstance(text, str):
+            return None
+        try:
+            parameters = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(parameters, dict):
+            return None
+        anchors, validated_at = parameters.get("trust_anchors"), parameters.get("validated_at")
+        if not anchors or not isinstance(anchors, list) or not isinstance(validated_at, str):
+            return None
+        try:
+            at = datetime.fromisoformat(validated_at)
+        except ValueError:
+            return None
+        return cls(tuple(str(digest) for digest in anchors), at)
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What a survival engine does and does not do, as data the CLI can explain."""
+
+    name: str
+    legacy_paths: bool
+    """Rebuilds SHA-1-era paths that today's verifier refuses (else: such chains fail)."""
+    release_calendar: bool
+    """Pins on an app-release calendar (``--release-every``); else at every observation."""
+    signatures: bool
+    """Checks signatures and extensions (else: names, validity and anchors only)."""
+    out_of_core: bool
+    """Runs in bounded memory on data of any size."""
+
+
+ENGINES: dict[str, Engine] = {
+    "python": Engine(
+        "python", legacy_paths=True, release_calendar=True, signatures=True, out_of_core=False
+    ),
+    "duckdb": Engine(
+        "duckdb", legacy_paths=False, release_calendar=False, signatures=False, out_of_core=True
+    ),
+}
+"""The two engines: :func:`pinlab.survival.replay` and :func:`pinlab.survival.replay_store`."""

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from pinlab.collect.validation import Validator, name_matches
+from pinlab.collect.validation import Validator
 from pinlab.testbed.pki import CA
 from pinlab.verify import TrustStore, verify_chain
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("name", "sans", "expected"),
-    [
-        ("a.test", ("a.test",), True),
-        ("A.Test.", ("a.test",), True),
-        ("x.a.test", ("*.a.test",), True),
-        ("y.x.a.test", ("*.a.test",), False),
-        ("a.test", ("*.a.test",), False),
-        ("b.test", ("a.test",), False),
-        ("127.0.0.1", ("127.0.0.1",), True),
-        ("::1", ("0:0:0:0:0:0:0:1",), True),
-        ("127.0.0.1", ("localhost",), False),
-    ],
-)
-def test_name_matching(name: str, sans: tuple[str, ...], expected: bool) -> None:
-    assert name_matches(name, sans) is expected
 
 
 def test_cached_results_equal_verify_chain() -> None:

@@ -56,10 +56,12 @@ class _Writer:
             self.certificates[certificate.sha256] = CertificateRow.from_certificate(certificate)
         self.observations.append(
             Observation(
-                scan, host, 443, host if sni is None else sni, "127.0.0.1", None,
-                T0 + timedelta(days=day), status, None if status == "ok" else status,
-                None, None, tuple(c.sha256 for c in chain) if status == "ok" else (),
-                None, None, None, None, 1,
+                scan_id=scan, host=host, port=443, sni=host if sni is None else sni,
+                ip="127.0.0.1", target_ip=None, observed_at=T0 + timedelta(days=day),
+                status=status, error=None if status == "ok" else status, tls_version=None,
+                cipher=None, chain=tuple(c.sha256 for c in chain) if status == "ok" else (),
+                validation=None, validation_error=None, connect_ms=None, handshake_ms=None,
+                attempts=1,
             )
         )  # fmt: skip
 
@@ -70,8 +72,10 @@ class _Writer:
         self.certificates[leaf.sha256] = CertificateRow.from_certificate(leaf)
         self.observations.append(
             Observation(
-                "crafted", host, 443, host, "127.0.0.1", None, T0 + timedelta(days=day), "ok",
-                None, None, None, (leaf.sha256, digest), None, None, None, None, 1,
+                scan_id="crafted", host=host, port=443, sni=host, ip="127.0.0.1", target_ip=None,
+                observed_at=T0 + timedelta(days=day), status="ok", error=None,
+                tls_version=None, cipher=None, chain=(leaf.sha256, digest), validation=None,
+                validation_error=None, connect_ms=None, handshake_ms=None, attempts=1,
             )
         )  # fmt: skip
 
@@ -154,7 +158,10 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrustStore]
         parameters = {"trust_anchors": [lab_root.record.sha256],
                       "validated_at": validated_at.isoformat()}  # fmt: skip
         for scan_id, text in (("crafted", "{}"), ("lab", json.dumps(parameters))):
-            store.add_scan(Scan(scan_id, "scan", scan_id, None, text, T0, None, "test"))
+            store.add_scan(
+                Scan(scan_id=scan_id, source="scan", label=scan_id, targets=None,
+                     parameters=text, started_at=T0, finished_at=None, pinlab_version="test")
+            )  # fmt: skip
         store.write(w.observations, w.certificates.values())
     return path, store_roots
 
@@ -299,8 +306,10 @@ def test_simulate_reads_a_dataset_out_of_core(shared_data: Path, tmp_path: Path)
     assert python.exit_code == 0, python.output
     folder = tmp_path / "replay"
     duck = runner.invoke(
-        app, ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder), *common]
-    )
+        app,
+        ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder), "--engine",
+         "duckdb", *common],
+    )  # fmt: skip
     assert duck.exit_code == 0, duck.output
     expected = pd.read_csv(tmp_path / "python.csv")
     got = pd.concat(pd.read_parquet(p) for p in sorted(folder.glob("part-*.parquet")))
@@ -313,7 +322,8 @@ def test_simulate_reads_a_dataset_out_of_core(shared_data: Path, tmp_path: Path)
         (["--release-every", "30"], "--engine python"),
         (["--out", str(tmp_path / "x.csv")], "folder of Parquet parts"),
     ):
-        arguments = ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder)]
+        arguments = ["simulate", "--db", str(tmp_path / "dataset"), "--out", str(folder),
+                     "--engine", "duckdb"]  # fmt: skip
         result = runner.invoke(app, [*arguments, *common, *wrong])
         assert result.exit_code == 2
         assert message in result.output
