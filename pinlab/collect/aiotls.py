@@ -18,6 +18,7 @@ import time
 from OpenSSL import SSL, crypto
 
 from pinlab.collect.tls import Handshake, HandshakeError, client_context
+from pinlab.store.records import Status
 
 __all__ = ["handshake_async"]
 
@@ -60,26 +61,28 @@ async def handshake_async(
             with contextlib.suppress(SSL.Error):
                 writer.write(connection.bio_read(_READ))
     except TimeoutError:
-        raise HandshakeError("timeout", f"timed out during {phase}", peer_ip=ip) from None
+        raise HandshakeError(Status.TIMEOUT, f"timed out during {phase}", peer_ip=ip) from None
     except ConnectionRefusedError:
         raise HandshakeError(
-            "refused", f"connect to {ip} port {port}: refused", peer_ip=ip
+            Status.REFUSED, f"connect to {ip} port {port}: refused", peer_ip=ip
         ) from None
     except (ConnectionResetError, BrokenPipeError, EOFError, SSL.ZeroReturnError):
-        raise HandshakeError("reset", f"connection closed during {phase}", peer_ip=ip) from None
+        raise HandshakeError(
+            Status.RESET, f"connection closed during {phase}", peer_ip=ip
+        ) from None
     except SSL.SysCallError as error:
         message = f"connection closed during handshake ({error})"
-        raise HandshakeError("reset", message, peer_ip=ip) from None
+        raise HandshakeError(Status.RESET, message, peer_ip=ip) from None
     except SSL.Error as error:
         raise _classify(error, ip) from None
     except OSError as error:
         message = f"connect to {ip} port {port}: {error}"
-        raise HandshakeError("unreachable", message, peer_ip=ip) from None
+        raise HandshakeError(Status.UNREACHABLE, message, peer_ip=ip) from None
     finally:
         if writer is not None:
             writer.close()
     if not peer:
-        raise HandshakeError("no_certificate", "server sent no certificate", peer_ip=ip)
+        raise HandshakeError(Status.NO_CERTIFICATE, "server sent no certificate", peer_ip=ip)
     ders = tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in peer)
     return Handshake(ders, version, cipher, ip, connected - started, finished - connected)
 
@@ -108,5 +111,5 @@ def _classify(error: SSL.Error, ip: str) -> HandshakeError:
     for reason in reasons:
         for prefix in _ALERT_PREFIXES:
             if reason.startswith(prefix):
-                return HandshakeError("tls_alert", reason[len(prefix) :], peer_ip=ip)
-    return HandshakeError("protocol_error", text, peer_ip=ip)
+                return HandshakeError(Status.TLS_ALERT, reason[len(prefix) :], peer_ip=ip)
+    return HandshakeError(Status.PROTOCOL_ERROR, text, peer_ip=ip)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 from OpenSSL import SSL, crypto
 
+from pinlab.errors import PinlabError
+from pinlab.store.records import Status
+
 __all__ = ["Handshake", "HandshakeError", "handshake"]
 
 _ALERT_PREFIX = "tlsv1 alert "
@@ -38,14 +41,14 @@ class Handshake:
     handshake_seconds: float
 
 
-class HandshakeError(Exception):
-    """A handshake that did not complete, classified into a store status.
+class HandshakeError(PinlabError):
+    """A handshake that did not complete, classified into a store :class:`Status`.
 
-    ``status`` is one of ``dns_error``, ``refused``, ``timeout``, ``reset``, ``tls_alert``,
-    ``protocol_error``, ``no_certificate``, ``unreachable``.
+    Raised inside the collector and turned into a status row there; ``pinlab pins HOST``
+    shows it as the reason no chain could be read.
     """
 
-    def __init__(self, status: str, message: str, *, peer_ip: str | None = None) -> None:
+    def __init__(self, status: Status, message: str, *, peer_ip: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -98,7 +101,9 @@ def handshake(
         finished = time.perf_counter()
         chain = connection.get_peer_cert_chain()
         if not chain:
-            raise HandshakeError("no_certificate", "server sent no certificate", peer_ip=peer_ip)
+            raise HandshakeError(
+                Status.NO_CERTIFICATE, "server sent no certificate", peer_ip=peer_ip
+            )
         ders = tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in chain)
         version = connection.get_protocol_version_name()
         cipher = connection.get_cipher_name() or ""
@@ -122,7 +127,7 @@ def _connect(address: str, port: int, deadline: float) -> socket.socket:
     try:
         infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise HandshakeError("dns_error", f"cannot resolve {address}: {error}") from None
+        raise HandshakeError(Status.DNS_ERROR, f"cannot resolve {address}: {error}") from None
     last: HandshakeError | None = None
     for family, kind, proto, _, sockaddr in infos:
         sock = socket.socket(family, kind, proto)
@@ -139,7 +144,7 @@ def _connect(address: str, port: int, deadline: float) -> socket.socket:
         except HandshakeError as error:
             last = error
         sock.close()
-        if last.status == "timeout":
+        if last.status == Status.TIMEOUT:
             break
     assert last is not None
     raise last
@@ -148,22 +153,22 @@ def _connect(address: str, port: int, deadline: float) -> socket.socket:
 def _connect_error(code: int, ip: str, port: int) -> HandshakeError:
     text = f"connect to {ip} port {port}: {errno.errorcode.get(code, code)}"
     if code == errno.ECONNREFUSED:
-        return HandshakeError("refused", text, peer_ip=ip)
+        return HandshakeError(Status.REFUSED, text, peer_ip=ip)
     if code in (errno.ETIMEDOUT,):
-        return HandshakeError("timeout", text, peer_ip=ip)
+        return HandshakeError(Status.TIMEOUT, text, peer_ip=ip)
     if code == errno.ECONNRESET:
-        return HandshakeError("reset", text, peer_ip=ip)
-    return HandshakeError("unreachable", text, peer_ip=ip)
+        return HandshakeError(Status.RESET, text, peer_ip=ip)
+    return HandshakeError(Status.UNREACHABLE, text, peer_ip=ip)
 
 
 def _wait(sock: socket.socket, event: int, deadline: float, ip: str, phase: str) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise HandshakeError("timeout", f"timed out during {phase}", peer_ip=ip)
+        raise HandshakeError(Status.TIMEOUT, f"timed out during {phase}", peer_ip=ip)
     poller = select.poll()
     poller.register(sock, event)
     if not poller.poll(remaining * 1000):
-        raise HandshakeError("timeout", f"timed out during {phase}", peer_ip=ip)
+        raise HandshakeError(Status.TIMEOUT, f"timed out during {phase}", peer_ip=ip)
 
 
 def _drive(connection: SSL.Connection, sock: socket.socket, deadline: float, ip: str) -> None:
@@ -176,13 +181,13 @@ def _drive(connection: SSL.Connection, sock: socket.socket, deadline: float, ip:
         except SSL.WantWriteError:
             _wait(sock, select.POLLOUT, deadline, ip, "handshake")
         except SSL.ZeroReturnError:
-            raise HandshakeError("reset", "server closed the connection", peer_ip=ip) from None
+            raise HandshakeError(Status.RESET, "server closed the connection", peer_ip=ip) from None
         except SSL.SysCallError as error:
             code = error.args[0] if error.args else None
             if code in (errno.ECONNRESET, errno.EPIPE):
-                raise HandshakeError("reset", "connection reset by peer", peer_ip=ip) from None
+                raise HandshakeError(Status.RESET, "connection reset by peer", peer_ip=ip) from None
             raise HandshakeError(
-                "reset", f"connection closed during handshake ({error})", peer_ip=ip
+                Status.RESET, f"connection closed during handshake ({error})", peer_ip=ip
             ) from None
         except SSL.Error as error:
             raise _classify_ssl_error(error, ip) from None
@@ -193,10 +198,10 @@ def _classify_ssl_error(error: SSL.Error, ip: str) -> HandshakeError:
     text = "; ".join(reasons) or str(error)
     for reason in reasons:
         if reason.startswith(_ALERT_PREFIX):
-            return HandshakeError("tls_alert", reason[len(_ALERT_PREFIX) :], peer_ip=ip)
+            return HandshakeError(Status.TLS_ALERT, reason[len(_ALERT_PREFIX) :], peer_ip=ip)
         if reason.startswith("sslv3 alert "):
-            return HandshakeError("tls_alert", reason[len("sslv3 alert ") :], peer_ip=ip)
-    return HandshakeError("protocol_error", text, peer_ip=ip)
+            return HandshakeError(Status.TLS_ALERT, reason[len("sslv3 alert ") :], peer_ip=ip)
+    return HandshakeError(Status.PROTOCOL_ERROR, text, peer_ip=ip)
 
 
 def _close_quietly(connection: SSL.Connection) -> None:

@@ -15,14 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pinlab.collect import CollectOptions, iter_targets
 from pinlab.collect.cluster import ShardProgress, dask_client, run_campaign, unfinished_campaign
 from pinlab.collect.plan import default_shards
-from pinlab.commands._common import err_console
-from pinlab.commands.collect import (
-    _MAX_REPORTED_BAD_LINES,
-    _now,
-    _print_summary,
+from pinlab.commands._campaign import (
+    MAX_REPORTED_BAD_LINES,
     new_scan,
+    now,
+    print_summary,
     scan_parameters,
 )
+from pinlab.commands._common import err_console
 from pinlab.errors import PinlabError, TargetError
 from pinlab.store import Scan
 from pinlab.verify import TrustStore
@@ -55,7 +55,7 @@ def collect_on_cluster(
     def report(error: TargetError) -> None:
         nonlocal bad_lines
         bad_lines += 1
-        if bad_lines <= _MAX_REPORTED_BAD_LINES:
+        if bad_lines <= MAX_REPORTED_BAD_LINES:
             err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
 
     with dask_client(workers=workers, address=cluster) as client:
@@ -82,7 +82,7 @@ def collect_on_cluster(
 
             try:
                 result = run_campaign(
-                    dataset, scan, client=client, clock=_now, options=options,
+                    dataset, scan, client=client, clock=now, options=options,
                     targets=iter_targets(source, on_error=report, default_port=port,
                                          sni=not no_sni),
                     trust_store=anchors, shards=default_shards(total, slots),
@@ -94,9 +94,9 @@ def collect_on_cluster(
             summary = result.summary
             progress.update(task, total=summary.observations + summary.skipped)
             progress.update(task, completed=summary.observations + summary.skipped)
-    if bad_lines > _MAX_REPORTED_BAD_LINES:
+    if bad_lines > MAX_REPORTED_BAD_LINES:
         err_console.print(f"pinlab: {bad_lines} bad target lines in all")
-    _print_summary(summary, bad_lines)
+    print_summary(summary, bad_lines)
     shards = sum(1 for size in result.plan.sizes if size)
     err_console.print(
         f"{shards} shards on {result.workers} workers: {result.ran} collected, "

@@ -6,12 +6,9 @@ observations to an observer.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -24,28 +21,28 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from pinlab.collect import (
     CollectOptions,
-    CollectSummary,
     collect,
     count_target_lines,
     import_pem,
     iter_targets,
 )
+from pinlab.commands._campaign import (
+    MAX_REPORTED_BAD_LINES,
+    new_scan,
+    now,
+    print_summary,
+    scan_parameters,
+)
 from pinlab.commands._common import console, err_console, trust_store, usage_errors
 from pinlab.errors import TargetError
-from pinlab.store import Observation, Scan, Status, Store, pinlab_version
+from pinlab.store import Observation, Scan, Status, Store
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
-_MAX_REPORTED_BAD_LINES = 20
 
 DbOption = Annotated[Path, typer.Option("--db", help="The store (DuckDB file).")]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Progress:
@@ -118,7 +115,7 @@ def collect_command(
             def report(error: TargetError) -> None:
                 nonlocal bad_lines
                 bad_lines += 1
-                if bad_lines <= _MAX_REPORTED_BAD_LINES:
+                if bad_lines <= MAX_REPORTED_BAD_LINES:
                     err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
 
             columns = (
@@ -139,7 +136,7 @@ def collect_command(
                         iter_targets(source, on_error=report, default_port=port, sni=not no_sni),
                         store,
                         scan,
-                        clock=_now,
+                        clock=now,
                         options=options,
                         trust_store=anchors,
                         skip=skip,
@@ -149,9 +146,9 @@ def collect_command(
                     err_console.print("pinlab: interrupted; continue with --resume")
                     raise typer.Exit(130) from None
                 progress.update(task, total=summary.observations)
-        if bad_lines > _MAX_REPORTED_BAD_LINES:
+        if bad_lines > MAX_REPORTED_BAD_LINES:
             err_console.print(f"pinlab: {bad_lines} bad target lines in all")
-        _print_summary(summary, bad_lines)
+        print_summary(summary, bad_lines)
 
 
 def _scan(
@@ -175,23 +172,6 @@ def _scan(
     scan = new_scan(source, label, scan_parameters(options, no_sni=no_sni, anchors=anchors))
     store.add_scan(scan)
     return scan, set()
-
-
-def _print_summary(summary: CollectSummary, bad_lines: int) -> None:
-    table = Table(title=f"scan {summary.scan.scan_id}", show_header=True)
-    table.add_column("status")
-    table.add_column("observations", justify="right")
-    for status, count in summary.statuses.most_common():
-        table.add_row(status, str(count))
-    table.add_section()
-    table.add_row("total", str(summary.observations))
-    table.add_row("skipped (already done)", str(summary.skipped))
-    table.add_row("bad target lines", str(bad_lines))
-    table.add_row("distinct certificates", str(summary.distinct_certificates))
-    table.add_row("handshake attempts", str(summary.handshakes))
-    table.add_row("elapsed (s)", f"{summary.elapsed:.1f}")
-    table.add_row("targets/s", f"{summary.per_second:.0f}")
-    console.print(table)
 
 
 def export_command(
@@ -246,7 +226,7 @@ def import_pem_command(
     with usage_errors():
         anchors = trust_store(ca_file)
         with Store.open(db) as store:
-            scan = import_pem(store, manifest, now=_now(), trust_store=anchors, label=label)
+            scan = import_pem(store, manifest, now=now(), trust_store=anchors, label=label)
             count = len(store.observations_df(scan.scan_id))
     console.print(f"imported {count} observations from {manifest} as scan {scan.scan_id}")
 
@@ -261,30 +241,3 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_command)
     app.command("import")(import_command)
     app.command("import-pem")(import_pem_command)
-
-
-def scan_parameters(options: CollectOptions, *, no_sni: bool, anchors: str) -> dict[str, object]:
-    """How a campaign collected, as recorded in its scan's parameters."""
-    return {
-        "concurrency": options.concurrency,
-        "per_ip": options.per_ip,
-        "rate": options.rate,
-        "timeout": options.timeout,
-        "retries": options.retries,
-        "sni": not no_sni,
-        "trust_store": anchors,
-    }
-
-
-def new_scan(source: Path, label: str | None, parameters: dict[str, object]) -> Scan:
-    """A new campaign over the target file ``source``, starting now."""
-    return Scan(
-        scan_id=uuid.uuid4().hex,
-        source="scan",
-        label=label,
-        targets=str(source),
-        parameters=json.dumps(parameters, sort_keys=True),
-        started_at=_now(),
-        finished_at=None,
-        pinlab_version=pinlab_version(),
-    )

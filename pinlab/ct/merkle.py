@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from pinlab.errors import PinlabError
+
 __all__ = [
     "EMPTY_ROOT",
     "CompactRange",
@@ -29,7 +31,7 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 """The Merkle Tree Hash of the empty tree."""
 
 
-class ProofError(ValueError):
+class ProofError(PinlabError, ValueError):
     """A proof does not verify (the caller turns it into a log misbehaviour)."""
 
 

@@ -7,6 +7,7 @@ type hint -> DuckDB type), so adding a field here is the whole schema change (pl
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,8 +16,8 @@ from pinlab.certs import Certificate
 __all__ = ["CertificateRow", "Observation", "Scan", "Status"]
 
 
-class Status:
-    """Observation statuses (plain strings in the store)."""
+class Status(enum.StrEnum):
+    """Observation statuses (their values are the strings the store holds)."""
 
     OK = "ok"
     DNS_ERROR = "dns_error"

@@ -22,13 +22,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pinlab.errors import PinlabError
+
 __all__ = ["LoopbackError", "openssl_server"]
 
 HOST = "127.0.0.1"
 _BIND_ERRORS = ("Address already in use", "bind", "unable to set up accept")
 
 
-class LoopbackError(RuntimeError):
+class LoopbackError(PinlabError, RuntimeError):
     """The loopback server could not be started (OpenSSL missing, bad key, no free port)."""
 
 

@@ -31,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from pinlab.errors import PinlabError
+
 __all__ = ["NginxError", "NginxFarm", "VirtualHost"]
 
 HOST = "127.0.0.1"
 NGINX = "/usr/sbin/nginx"
 
 
-class NginxError(RuntimeError):
+class NginxError(PinlabError, RuntimeError):
     """nginx is missing or did not start; the message carries its error log."""
 
 
