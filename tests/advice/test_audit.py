@@ -412,3 +412,26 @@ def test_bare_base64_pins_with_a_slash_early_and_written_out_pins() -> None:
     config = parse_config(json.dumps(trustkit).encode(), name="tk.json")
     assert config.rules[0].pins == (bare,)
     assert {f.code for f in config.findings} == {"app-crash"}
+
+
+def test_cli_audit_json_shape(
+    real_db: Path, le_hierarchy: list[Certificate], tmp_path: Path
+) -> None:
+    r3 = _le(le_hierarchy, "R3")
+    config = tmp_path / "Pins.kt"
+    config.write_text(f'val p = CertificatePinner.Builder().add("lencr.org", "{r3.pin}").build()\n')
+    options = ["--db", str(real_db), "--ca-file", certifi.where(), "--at", "2026-01-01", "--json"]
+    result = CliRunner().invoke(app, ["audit", str(config), *options])
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.output)
+    assert set(document) == {"format", "rules", "hosts", "findings"}
+    assert document["format"] == "okhttp"
+    (host,) = document["hosts"]
+    assert {"host", "rule", "pins", "enforced", "accepted", "rejected", "first_rejected_at",
+            "broken_at"} <= set(host)  # fmt: skip
+    assert host["rule"] == "lencr.org"
+    assert host["pins"] == [r3.pin]
+    assert host["enforced"] is True
+    assert host["broken_at"].startswith("2024-09-16")
+    assert {f["code"] for f in document["findings"]} >= {"single-pin", "retired-ca-key"}
+    assert all(set(f) == {"severity", "code", "host", "message"} for f in document["findings"])
