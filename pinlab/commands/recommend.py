@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 
-from pinlab.advice import PinRule, lint, parse_config, score
+from pinlab.advice import PinConfig, lint, parse_config, score
+from pinlab.advice.platforms import govern
 from pinlab.advice.recommend import (
     DEFAULT_HORIZON_DAYS,
     catalog_from_frames,
@@ -88,11 +90,12 @@ def audit_command(
     ] = None,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for machines.")] = False,
 ) -> None:
-    """Lint a pin configuration and score it against the history in the store.
+    """Lint a pin configuration and replay it against the history in the store.
 
-    Exit status 1 when a warning is found or a rule rejects a host's latest chain, 2 when
-    the configuration cannot be read.
+    Exit status 1 when an error or warning is found or a host's latest chain is rejected,
+    2 when the configuration cannot be read at all.
     """
     with usage_errors():
         now = parse_time(at)
@@ -106,44 +109,85 @@ def audit_command(
         }
         stores, described = choose_trust_stores(ca_file, truststores)
         observations, certificates, scans = load_store_frames(db)
-        hosts = _matching_hosts(parsed.rules, observations)
+        hosts = _matching_hosts(parsed, observations)
         chains = host_chains(observations, certificates, hosts, trust_stores=stores, scans=scans)
         findings = lint(parsed, chains, at=now, rotating=rotating_keys)
         scores = score(parsed, chains)
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
-    _print_audit(parsed.format, config, len(parsed.rules), findings, scores, now)
-    if (findings["severity"] == "warning").any() or scores["rejects_latest"].any():
+    if as_json:
+        typer.echo(json.dumps(audit_json(parsed, findings, scores), indent=2))
+    else:
+        console.print(_clean(f"trust stores: {described}"), markup=False, highlight=False)
+        _print_audit(parsed, config, findings, scores, now)
+    if findings["severity"].isin(["error", "warning"]).any() or scores["rejects_latest"].any():
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _matching_hosts(rules: Sequence[PinRule], observations: pd.DataFrame) -> list[str]:
-    """Stored hosts a rule covers, by host name or by the SNI sent to them."""
+def audit_json(parsed: PinConfig, findings: pd.DataFrame, scores: pd.DataFrame) -> dict[str, Any]:
+    """The ``pinlab audit --json`` object: format, rules, hosts, findings."""
+
+    def when(value: Any) -> str | None:
+        return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+    rules = [
+        {
+            "rule": rule.pattern, "domain": rule.domain, "platform": rule.platform,
+            "include_subdomains": rule.include_subdomains,
+            "pins": [str(p) for p in rule.all_pins], "expires_at": when(rule.expires_at),
+            "enforced": rule.enforced and not rule.excluded, "where": rule.where,
+        }
+        for rule in parsed.rules
+    ]  # fmt: skip
+    hosts = [
+        {
+            "host": row["host"], "rule": row["rule"], "pins": list(row["pins"]),
+            "enforced": bool(row["enforced"]), "accepted": int(row["accepted"]),
+            "rejected": int(row["rejected"]),
+            "rejected_before_accept": int(row["rejected_before_accept"]),
+            "first_rejected_at": when(row["first_rejected_at"]),
+            "broken_at": when(row["broken_at"]), "verdict": row["verdict"],
+        }
+        for row in scores.to_dict("records")
+    ]  # fmt: skip
+    return {
+        "format": parsed.format, "rules": rules, "hosts": hosts,
+        "findings": findings[["severity", "code", "host", "message"]].to_dict("records"),
+    }  # fmt: skip
+
+
+def _matching_hosts(parsed: PinConfig, observations: pd.DataFrame) -> list[str]:
+    """Stored hosts an entry covers, by host name or by the SNI sent to them."""
     matched = set()
     for host, sni in zip(observations["host"], observations["sni"], strict=True):
         names = [str(host)] + ([sni] if isinstance(sni, str) and sni else [])
-        if any(rule.applies_to(name) for rule in rules for name in names):
+        if any(govern(parsed, name).rules for name in names):
             matched.add(str(host))
     return sorted(matched)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str) -> str:
+    """Configuration text is data: control characters shown, never sent to the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _print_audit(
-    kind: str,
-    config: Path,
-    rules: int,
-    findings: pd.DataFrame,
-    scores: pd.DataFrame,
-    now: datetime,
+    parsed: PinConfig, config: Path, findings: pd.DataFrame, scores: pd.DataFrame, now: datetime
 ) -> None:
-    console.print(f"{config}: {kind}, {rules} rule(s), checked at {now.date()}", markup=False)
+    head = f"{config}: {parsed.format}, {len(parsed.rules)} rule(s), checked at {now.date()}"
+    console.print(_clean(head), markup=False, highlight=False)
     for row in findings.itertuples():
-        console.print(
-            f"{row.severity}: {row.domain}: [{row.check}] {row.message}",
-            markup=False, highlight=False,
-        )  # fmt: skip
+        line = f"{row.severity}: {row.host}: [{row.code}] {row.message}"
+        console.print(_clean(line), markup=False, highlight=False)
     for row in scores.itertuples():
-        console.print(
-            f"history: {row.domain} on {row.host}: {row.verdict}", markup=False, highlight=False
+        enforced = "" if row.enforced else " (pins not checked)"
+        line = (
+            f"history: {row.host} governed by {row.rule}{enforced}: {row.accepted} accepted, "
+            f"{row.rejected} rejected ({row.rejected_before_accept} before the first "
+            f"acceptance); {row.verdict}"
         )
+        console.print(_clean(line), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,9 +37,15 @@ PIN_B = "sha256/" + "B" * 43 + "="
 BARE_A, BARE_B = PIN_A.removeprefix("sha256/"), PIN_B.removeprefix("sha256/")
 
 
+def _key(rule: PinRule) -> str:
+    """OkHttp's spelling of an entry, to compare entries across formats."""
+    below = rule.include_subdomains and rule.platform != "okhttp"
+    return f"**.{rule.domain}" if below else rule.domain
+
+
 def _rules(text: str | bytes, name: str) -> dict[str, PinRule]:
     data = text.encode() if isinstance(text, str) else text
-    return {rule.pattern: rule for rule in parse_config(data, name=name).rules}
+    return {_key(rule): rule for rule in parse_config(data, name=name).rules}
 
 
 # -- the four formats ---------------------------------------------------------------------
@@ -88,8 +94,10 @@ def test_android_network_security_config() -> None:
     </network-security-config>"""
     config = parse_config(xml.encode(), name="network_security_config.xml")
     assert config.format == "android-nsc"
-    rules = {rule.pattern: rule for rule in config.rules}
-    assert set(rules) == {"**.example.com", "inherits.example.org"}
+    rules = {_key(rule): rule for rule in config.rules}
+    # The unpinned domain-config is an entry too: it governs its host, with no pins.
+    assert set(rules) == {"**.example.com", "inherits.example.org", "unpinned.example.com"}
+    assert rules["unpinned.example.com"].pins == ()
     assert rules["**.example.com"].expires_at == datetime(2025, 6, 1, tzinfo=UTC)
     assert rules["inherits.example.org"].pins == (Pin.parse(PIN_A), Pin.parse(PIN_B))
     assert rules["inherits.example.org"].expires_at == datetime(2025, 6, 1, tzinfo=UTC)
@@ -165,34 +173,20 @@ def test_ns_pinned_domains_needs_a_match_in_each_category(pki: dict[str, CA]) ->
 
 
 MALFORMED = [
-    ("Pins.kt", 'CertificatePinner.Builder().add("a.com", "sha256/notbase64!").build()',
-     "Pins.kt:1: pin 'sha256/notbase64!'"),
-    ("Pins.kt", "val x = CertificatePinner.Builder().build()", "no CertificatePinner .add"),
+    ("Pins.kt", "val x = CertificatePinner.Builder().build()", "not a pin configuration"),
     ("nsc.xml", "<network-security-config><domain-config>", "not well-formed XML"),
-    ("nsc.xml", "<network-security-config><domain-config><domain>a.com</domain><pin-set>"
-     '<pin digest="SHA-1">AAAA</pin></pin-set></domain-config></network-security-config>',
-     "Android accepts only SHA-256"),
-    ("nsc.xml", "<network-security-config><domain-config><domain>a.com</domain>"
-     '<pin-set expiration="next year"><pin digest="SHA-256">' + BARE_A + "</pin></pin-set>"
-     "</domain-config></network-security-config>", "is not a yyyy-MM-dd date"),
-    ("nsc.xml", "<manifest/>", "not <network-security-config>"),
-    ("tk.json", '{"TSKPinnedDomains": {"a.com": {"TSKPublicKeyHashes": "AAAA"}}}',
-     "TSKPinnedDomains/a.com: TSKPublicKeyHashes must be a non-empty list"),
-    ("tk.json", '{"TSKPinnedDomains": {"a.com": {"TSKPublicKeyHashes": ["AAAA"]}}}',
-     "a sha256 digest has 32 bytes"),
-    ("tk.json", '{"TSKPinnedDomains": ', "not valid JSON"),
+    ("nsc.xml", "<manifest/>", "neither a plist nor an Android <network-security-config>"),
+    ("tk.json", '{"TSKPinnedDomains": ', "not a pin configuration pinlab reads"),
     ("tk.json", '{"something": "else"}', "neither a TrustKit configuration"),
-    ("Info.plist", plistlib.dumps({"NSPinnedDomains": {"a.com": {"NSPinnedLeafIdentities": []}}}),
-     "NSPinnedDomains/a.com/NSPinnedLeafIdentities: a non-empty array"),
-    ("Info.plist", plistlib.dumps({"NSPinnedDomains": {"a.com": {"NSIncludesSubdomains": True}}}),
-     "needs NSPinnedLeafIdentities or NSPinnedCAIdentities"),
-    ("Info.plist", b"<plist><dict><key>x</key>", "not a readable plist"),
+    ("Info.plist", b"<plist><dict><key>x</key>", "not well-formed XML"),
     ("notes.txt", "hello", "not a pin configuration pinlab reads"),
+    # A word in a comment decides nothing: this is no OkHttp source.
+    ("notes.kt", "// CertificatePinner .add(x, y)\nfun main() {}", "not a pin configuration"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED)
-def test_malformed_configurations_fail_with_one_clear_line(
+def test_unreadable_files_fail_with_one_clear_line(
     name: str, content: str | bytes, message: str
 ) -> None:
     data = content.encode() if isinstance(content, str) else content
@@ -202,6 +196,37 @@ def test_malformed_configurations_fail_with_one_clear_line(
     assert message in text
     assert text.startswith(name)
     assert "\n" not in text
+
+
+BAD_ENTRIES = [
+    ("Pins.kt", 'CertificatePinner.Builder().add("a.com", "sha256/notbase64!")'
+     '.add("b.com", "' + PIN_B + '").build()', "app-crash", "sha256/notbase64!"),
+    ("nsc.xml", "<network-security-config><domain-config><domain>a.com</domain><pin-set>"
+     '<pin digest="SHA-1">AAAA</pin></pin-set></domain-config>'
+     "<domain-config><domain>b.com</domain></domain-config></network-security-config>",
+     "app-crash", "Android accepts only SHA-256"),
+    ("nsc.xml", "<network-security-config><domain-config><domain>a.com</domain>"
+     '<pin-set expiration="next year"><pin digest="SHA-256">' + BARE_A + "</pin></pin-set>"
+     "</domain-config><domain-config><domain>b.com</domain></domain-config>"
+     "</network-security-config>", "app-crash", "is not a yyyy-MM-dd date"),
+    ("tk.json", '{"TSKPinnedDomains": {"a.com": {"TSKPublicKeyHashes": ["AAAA", "'
+     + BARE_B + '"]}, "b.com": {"TSKPublicKeyHashes": ["' + BARE_A + '", "' + BARE_B + '"]}}}',
+     "app-crash", "32 bytes"),
+    ("Info.plist", plistlib.dumps({"NSPinnedDomains": {
+        "a.com": {"NSPinnedLeafIdentities": []},
+        "b.com": {"NSPinnedCAIdentities": [{"SPKI-SHA256-BASE64": BARE_A}]}}}),
+     "refuses-all", "ATS refuses every connection"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "code", "message"), BAD_ENTRIES)
+def test_one_bad_entry_is_a_finding_and_the_rest_is_read(
+    name: str, content: str | bytes, code: str, message: str
+) -> None:
+    data = content.encode() if isinstance(content, str) else content
+    config = parse_config(data, name=name)
+    assert "b.com" in {rule.domain for rule in config.rules}
+    assert any(f.code == code and message in f.message for f in config.findings), config.findings
 
 
 # -- lint and score on a crafted history ----------------------------------------------------
@@ -226,8 +251,8 @@ def history(pki: dict[str, CA]) -> list[ObservedChain]:
 
 
 def _checks(findings: object, domain: str) -> set[str]:
-    rows = findings[findings["domain"] == domain]  # type: ignore[index]
-    return set(rows["check"])
+    rows = findings[findings["host"] == domain]  # type: ignore[index]
+    return set(rows["code"])
 
 
 def test_lint_flags_the_four_hazards(pki: dict[str, CA], history: list[ObservedChain]) -> None:
@@ -242,17 +267,24 @@ def test_lint_flags_the_four_hazards(pki: dict[str, CA], history: list[ObservedC
     config = parse_config(f"CertificatePinner{kotlin}".encode(), name="Pins.kt")
     findings = lint(config, history, at=AT)
     assert list(findings.columns) == FINDING_COLUMNS
-    assert _checks(findings, "fresh.test") == {"leaf-pin-no-reuse", "unmatched-pin"}
+    # PIN_B is a placeholder (a digest of one repeated byte): bogus, not "a backup, or stale".
+    assert _checks(findings, "fresh.test") == {"leaf-pin-no-reuse", "bogus-pin"}
     assert _checks(findings, "steady.test") == {"single-pin"}
-    assert _checks(findings, "absent.test") == {"no-history"}
+    assert _checks(findings, "absent.test") == {"no-history", "bogus-pin"}
     # The issuer rotation: a pin on issuer one for fresh.test, which moved to issuer two.
     rotating = parse_config(f'CertificatePinner .add("fresh.test", "{one}")'.encode(), name="r.kt")
-    messages = lint(rotating, history, at=AT).set_index("check")["message"]
+    messages = lint(rotating, history, at=AT).set_index("code")["message"]
     assert "issued by 2 (audit issuer one, audit issuer two)" in messages["rotating-intermediate"]
     # A key known to rotate at random, passed in, is flagged even before it has rotated.
     steady = parse_config(f'CertificatePinner .add("steady.test", "{one}")'.encode(), name="s.kt")
-    flagged = lint(steady, history, at=AT, rotating={pki["one"].record.spki_sha256})
-    assert "rotating-intermediate" in set(flagged["check"])
+    siblings = {pki["one"].record.spki_sha256, pki["two"].record.spki_sha256}
+    flagged = lint(steady, history, at=AT, rotating=siblings)
+    assert "rotating-intermediate" in set(flagged["code"])
+    # A set that pins every intermediate of the rotation covers it: no warning.
+    two = pki["two"].record.pin
+    both = f'CertificatePinner .add("steady.test", "{one}", "{two}")'
+    covered = lint(parse_config(both.encode(), name="b.kt"), history, at=AT, rotating=siblings)
+    assert "rotating-intermediate" not in set(covered["code"])
 
 
 def test_lint_expired_and_report_only() -> None:
@@ -261,10 +293,10 @@ def test_lint_expired_and_report_only() -> None:
         "TSKEnforcePinning": False,
     }}}  # fmt: skip
     config = parse_config(json.dumps(trustkit).encode(), name="tk.json")
-    checks = set(lint(config, [], at=AT)["check"])
+    checks = set(lint(config, [], at=AT)["code"])
     assert {"expired", "report-only", "no-history"} <= checks
     before = datetime(2025, 12, 30, 23, 59, 59, tzinfo=UTC)
-    assert "expired" not in set(lint(config, [], at=before)["check"])
+    assert "expired" not in set(lint(config, [], at=before)["code"])
 
 
 def test_score_says_when_the_configuration_would_have_broken(
@@ -275,17 +307,18 @@ def test_score_says_when_the_configuration_would_have_broken(
         f'CertificatePinner .add("**.test", "{one}", "{PIN_B}")'.encode(), name="p.kt"
     )
     table = score(config, history).set_index("host")
-    assert list(table.reset_index().columns[[1, 0]]) == SCORE_COLUMNS[:2]
+    assert list(table.reset_index().columns) == SCORE_COLUMNS
     fresh = table.loc["fresh.test"]
     assert fresh["broken_at"] == T0 + timedelta(days=360)
     assert fresh["accepted"] == 4
     assert fresh["rejected"] == 2
     assert fresh["rejects_latest"]
-    assert fresh["verdict"] == "would have broken on 2024-12-26 (accepted since 2024-01-01)"
+    assert fresh["verdict"] == "would have broken on 2024-12-26"
+    assert fresh["rule"] == "**.test"
     steady = table.loc["steady.test"]
     assert pd.isna(steady["broken_at"])
     assert not steady["rejects_latest"]
-    assert steady["verdict"].startswith("survived 6 observations")
+    assert steady["verdict"].startswith("no break in 450 days observed (6 accepted")
     # An expiry in the middle: the pins stop being enforced, nothing breaks after it.
     xml = f"""<network-security-config><domain-config><domain>fresh.test</domain>
       <pin-set expiration="2024-10-01"><pin digest="SHA-256">{one.removeprefix("sha256/")}</pin>
@@ -326,8 +359,9 @@ def test_real_lencr_pinned_to_r3_breaks_when_the_e_series_arrives(
     assert row["host"] == "lencr.org"
     assert row["broken_at"].date() == moved.date()
     assert row["rejects_latest"]
-    checks = set(lint(config, real_chains, at=AT)["check"])
-    assert checks == {"single-pin", "rotating-intermediate"}
+    checks = set(lint(config, real_chains, at=AT)["code"])
+    # R3 left service on 2025-09-15 (its certificates' last not_after).
+    assert checks == {"single-pin", "rotating-intermediate", "retired-ca-key"}
 
 
 def test_real_lencr_leaf_pin_on_a_host_that_never_reuses(
@@ -340,7 +374,7 @@ def test_real_lencr_leaf_pin_on_a_host_that_never_reuses(
         f'CertificatePinner .add("lencr.org", "{first_key}", "{PIN_A}")'.encode(), name="k.kt"
     )
     findings = lint(config, real_chains, at=AT)
-    assert "leaf-pin-no-reuse" in set(findings["check"])
+    assert "leaf-pin-no-reuse" in set(findings["code"])
 
 
 def test_cli_audit(real_db: Path, le_hierarchy: list[Certificate], tmp_path: Path) -> None:
@@ -352,7 +386,8 @@ def test_cli_audit(real_db: Path, le_hierarchy: list[Certificate], tmp_path: Pat
     result = runner.invoke(app, ["audit", str(config), *options])
     assert result.exit_code == 1, result.output
     assert "warning: lencr.org: [single-pin]" in result.output
-    assert "history: lencr.org on lencr.org: would have broken on 2024-09-16" in result.output
+    assert "history: lencr.org governed by lencr.org: 5 accepted, 8 rejected" in result.output
+    assert "would have broken on 2024-09-16" in result.output
     broken = tmp_path / "broken.xml"
     broken.write_text("<network-security-config><domain-config>")
     result = runner.invoke(app, ["audit", str(broken), *options])
@@ -369,6 +404,34 @@ def test_bare_base64_pins_with_a_slash_early_and_written_out_pins() -> None:
     bare = Pin("sha256", digest)
     text = str(bare).removeprefix("sha256/")
     assert text.startswith("fzW/")
-    trustkit = {"TSKPinnedDomains": {"a.test": {"TSKPublicKeyHashes": [text, PIN_B]}}}
+    trustkit = {"TSKPinnedDomains": {"a.test": {"TSKPublicKeyHashes": [text, BARE_B]}}}
     (rule,) = parse_config(json.dumps(trustkit).encode(), name="tk.json").rules
     assert rule.pins == (bare, Pin.parse(PIN_B))
+    # TrustKit takes bare base64 only: a written-out pin makes it refuse the configuration.
+    trustkit = {"TSKPinnedDomains": {"a.test": {"TSKPublicKeyHashes": [text, PIN_B]}}}
+    config = parse_config(json.dumps(trustkit).encode(), name="tk.json")
+    assert config.rules[0].pins == (bare,)
+    assert {f.code for f in config.findings} == {"app-crash"}
+
+
+def test_cli_audit_json_shape(
+    real_db: Path, le_hierarchy: list[Certificate], tmp_path: Path
+) -> None:
+    r3 = _le(le_hierarchy, "R3")
+    config = tmp_path / "Pins.kt"
+    config.write_text(f'val p = CertificatePinner.Builder().add("lencr.org", "{r3.pin}").build()\n')
+    options = ["--db", str(real_db), "--ca-file", certifi.where(), "--at", "2026-01-01", "--json"]
+    result = CliRunner().invoke(app, ["audit", str(config), *options])
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.output)
+    assert set(document) == {"format", "rules", "hosts", "findings"}
+    assert document["format"] == "okhttp"
+    (host,) = document["hosts"]
+    assert {"host", "rule", "pins", "enforced", "accepted", "rejected", "first_rejected_at",
+            "broken_at"} <= set(host)  # fmt: skip
+    assert host["rule"] == "lencr.org"
+    assert host["pins"] == [r3.pin]
+    assert host["enforced"] is True
+    assert host["broken_at"].startswith("2024-09-16")
+    assert {f["code"] for f in document["findings"]} >= {"single-pin", "retired-ca-key"}
+    assert all(set(f) == {"severity", "code", "host", "message"} for f in document["findings"])
