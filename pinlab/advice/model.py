@@ -81,12 +81,6 @@ class PinRule:
             return self.domain
         return self.domain + (" (and subdomains)" if self.include_subdomains else "")
 
-    def applies_to(self, host: str) -> bool:
-        """Whether this entry matches ``host`` by its platform's rule (alone, not precedence)."""
-        from pinlab.advice.platforms import entry_matches  # the one module of matching rules
-
-        return entry_matches(self, host)
-
     def accepts(self, chain: Sequence[Certificate], at: datetime) -> bool | None:
         """Whether a pinned client accepts the verified ``chain``; None: pins not enforced."""
         if not self.enforced or self.excluded or not self.all_pins:

@@ -21,6 +21,7 @@ from pinlab.advice.audit import (
     parse_config,
     score,
 )
+from pinlab.advice.platforms import entry_matches
 from pinlab.certs import Certificate, load_certificate_file
 from pinlab.cli import app
 from pinlab.pins import Pin
@@ -67,14 +68,14 @@ def test_okhttp_kotlin_and_java_pins_add_up_per_pattern() -> None:
     assert set(rules) == {"api.example.com", "**.example.org"}
     assert rules["api.example.com"].pins == (Pin.parse(PIN_A), Pin.parse(PIN_B))
     assert rules["api.example.com"].where == "Pins.kt:3"
-    assert rules["**.example.org"].applies_to("example.org")
-    assert rules["**.example.org"].applies_to("a.b.example.org")
-    assert not rules["api.example.com"].applies_to("www.example.com")
+    assert entry_matches(rules["**.example.org"], "example.org")
+    assert entry_matches(rules["**.example.org"], "a.b.example.org")
+    assert not entry_matches(rules["api.example.com"], "www.example.com")
     java = f'new CertificatePinner.Builder().add("*.example.net", "{PIN_A}").build();'
     (rule,) = parse_config(java.encode(), name="Pins.java").rules
     assert rule.pattern == "*.example.net"
-    assert rule.applies_to("www.example.net")
-    assert not rule.applies_to("example.net")
+    assert entry_matches(rule, "www.example.net")
+    assert not entry_matches(rule, "example.net")
 
 
 def test_android_network_security_config() -> None:
