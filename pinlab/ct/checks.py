@@ -20,7 +20,13 @@ from cryptography.exceptions import InvalidSignature
 
 from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import LogMisbehaviourError
-from pinlab.ct.rows import POISON_OID, issuer_and_aki, rewrite_issuer, strip_extension, tbs_of
+from pinlab.ct.rows import (
+    POISON_OID,
+    issuer_and_aki,
+    rewrite_issuer,
+    strip_extension,
+    tbs_of_certificate,
+)
 
 __all__ = ["PRECERT_SIGNING_EKU", "EntryChecks", "is_precert_signing"]
 
@@ -46,7 +52,7 @@ class EntryChecks:
     def precert(self, entry: LogEntry) -> None:
         """Refuse a precert entry whose precertificate is not its logged TBS (see above)."""
         try:
-            tbs: bytes | None = strip_extension(tbs_of(entry.certificate), POISON_OID)
+            tbs: bytes | None = strip_extension(tbs_of_certificate(entry.certificate), POISON_OID)
             if entry.chain and is_precert_signing(entry.chain[0]):
                 signer = self._signing.get(entry.chain[0])
                 if signer is None:
@@ -54,7 +60,11 @@ class EntryChecks:
                 assert tbs is not None
                 tbs = rewrite_issuer(tbs, *signer)
         except (ValueError, IndexError):
-            tbs = None  # not even DER: certainly not the logged TBS
+            # Not even a Certificate structure: the log validated the precertificate when
+            # it accepted it, so these bytes were changed since. (A precertificate that is
+            # a Certificate with the logged TBS but that cryptography refuses, as some old
+            # encodings are, is no tampering: it is stored as unparsable.)
+            tbs = None
         if tbs != entry.tbs:
             raise LogMisbehaviourError(
                 f"entry {entry.index}: the precertificate in extra_data does not match the "

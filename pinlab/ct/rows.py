@@ -38,6 +38,7 @@ __all__ = [
     "rewrite_issuer",
     "strip_extension",
     "tbs_of",
+    "tbs_of_certificate",
 ]
 
 POISON_OID = bytes.fromhex("060a2b06010401d679020403")
@@ -238,6 +239,23 @@ def issuance_key(*, tbs: bytes, precert_entry: bool) -> str:
     """
     common = tbs if precert_entry else strip_extension(tbs, SCT_LIST_OID)
     return hashlib.sha256(common).hexdigest()
+
+
+def tbs_of_certificate(der: bytes) -> bytes:
+    """The TBSCertificate TLV of ``der``, checking that ``der`` is exactly a ``Certificate``
+    SEQUENCE of TBSCertificate, signatureAlgorithm and signatureValue (RFC 5280 section
+    4.1) with nothing after it; ValueError otherwise."""
+    tag, content, end = _header(der, 0)
+    if tag != 0x30 or end != len(der):
+        raise ValueError("not a DER SEQUENCE spanning the whole certificate")
+    tags, pos, tbs_end = [], content, content
+    while pos < end:
+        tag, _, stop = _header(der, pos)
+        tags.append(tag)
+        pos, tbs_end = stop, tbs_end if len(tags) > 1 else stop
+    if tags != [0x30, 0x30, 0x03] or pos != end:
+        raise ValueError("not TBSCertificate, signatureAlgorithm, signatureValue")
+    return der[content:tbs_end]
 
 
 def tbs_of(der: bytes) -> bytes:
