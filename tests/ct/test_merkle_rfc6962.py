@@ -90,7 +90,7 @@ def tree() -> MerkleTree:
 
 def test_subtrees_and_roots_are_the_rfc_mth(tree: MerkleTree) -> None:
     """Every subtree pinlab hashes, aligned or not, is MTH of its entries (section 2.1)."""
-    assert EMPTY_ROOT == mth([])
+    assert mth([]) == EMPTY_ROOT
     for start in range(0, 70, 3):
         for end in range(start, 71):
             assert tree.subtree(start, end) == mth(ENTRIES[start:end]), (start, end)
@@ -191,7 +191,8 @@ def test_static_tiles_hold_the_subtrees_static_ct_api_defines(tmp_path: Path) ->
     entries = [stored.entry.leaf_input for stored in log.stored]
     tiles = log.write_tiles(tmp_path, origin="127.0.0.1/tiles")
     level0 = b"".join(
-        (tiles / tile_path("0", n, width)).read_bytes() for n, width in ((0, 256), (1, 256), (2, 88))
+        (tiles / tile_path("0", n, width)).read_bytes()
+        for n, width in ((0, 256), (1, 256), (2, 88))
     )
     assert [level0[i : i + 32] for i in range(0, len(level0), 32)] == [
         mth([entry]) for entry in entries
