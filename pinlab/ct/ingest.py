@@ -359,7 +359,7 @@ class IssuanceWriter:
             )
             _insert(self.store, "observations", observations)
             _insert(self.store, "ct_issuances", registry)
-            _insert(self.store, "ct_unparsable", unparsable)
+            _insert(self.store, "ct_unparsable", unparsable, conflict="ON CONFLICT DO NOTHING")
             for key, host, final in links:
                 connection.execute(
                     "UPDATE ct_issuances SET final_sha256 = ?, final_index = ? "

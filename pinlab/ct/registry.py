@@ -4,7 +4,9 @@
 the oldest precertificate still waiting for its final certificate when the run stopped)
 and the last tree head seen, which is how a log that rewinds or forks is caught.
 ``ct_issuances`` is the issuance registry: one row per (issuance, host) recorded, whatever
-the source, with the precertificate and final certificate that stand for it.
+the source, with the precertificate and final certificate that stand for it, and
+``chain_error`` when the entry's chain does not sign in order. ``ct_unparsable`` names the
+entries whose certificate does not parse (their bytes are in ``certificates``).
 
 Checking every entry against the registry in SQL would scan it once per batch, which
 grows with the store. :class:`KeyIndex` keeps instead the first 8 bytes of every recorded
@@ -57,7 +59,10 @@ CT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }  # fmt: skip
 """Table name -> (column, DuckDB type) of the backfill's own tables."""
-_KEYS = {"ct_state": ", PRIMARY KEY (log, filter)"}
+_KEYS = {
+    "ct_state": ", PRIMARY KEY (log, filter)",
+    "ct_unparsable": ", PRIMARY KEY (log, entry_index, sha256)",  # a resume reads it again
+}
 
 CT_TABLES = {
     name: f"CREATE TABLE IF NOT EXISTS {name} ("

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from pinlab.cli import app
 from pinlab.ct import (
     BackfillOptions,
+    BackfillResult,
     DomainFilter,
     LogFetchError,
     LogMisbehaviourError,
@@ -96,10 +97,13 @@ def test_a_tampered_precertificate_stops_a_verified_run(
     extra = encode_extra_data(victim.entry.chain, precertificate=tamper(victim.entry.certificate))
     with LogServer(log) as server, Store.open(tmp_path / "s.duckdb") as store:
         server.misbehaviour.entries[2] = (victim.entry.leaf_input, extra)
-        run = lambda: backfill_log(  # noqa: E731
-            store, server.url, key=log.key, domains=DomainFilter(["a.test"]),
-            options=_options(verify=True, batch_size=8, commit_size=8), clock=clock,
-        )  # fmt: skip
+
+        def run() -> BackfillResult:
+            return backfill_log(
+                store, server.url, key=log.key, domains=DomainFilter(["a.test"]),
+                options=_options(verify=True, batch_size=8, commit_size=8), clock=clock,
+            )  # fmt: skip
+
         if tamper is _flip_outer_tag:
             with pytest.raises(LogMisbehaviourError, match="does not match the logged TBS"):
                 run()
@@ -160,6 +164,12 @@ def test_certificates_in_the_tree_that_do_not_parse_are_stored_raw(
         )  # fmt: skip
         assert result.verified
         assert result.stats.unparsable == 2
+        again = backfill_log(
+            store, server.url, key=log.key, domains=DomainFilter(["a.test"]),
+            options=_options(verify=True, batch_size=2, start=0), clock=clock,
+        )  # fmt: skip
+        assert again.stats.unparsable == 2
+        assert _count(store, "SELECT count(*) FROM ct_unparsable") == 2  # read twice, kept once
         rows = store.connection.execute(
             "SELECT u.entry_index, u.entry_type, c.der, c.parse_error, c.subject "
             "FROM ct_unparsable u JOIN certificates c ON c.sha256 = u.sha256 "
@@ -236,7 +246,7 @@ def test_chains_that_do_not_sign_in_order_are_stored_flagged(
 def _nameless(ca: CA) -> bytes:
     """A certificate with neither SAN nor subject CN (only an organisation)."""
     name = x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "No Names Ltd")])
-    certificate = ca.issue(name, ca.private_key.public_key(), is_ca=False)  # type: ignore[arg-type]
+    certificate = ca.issue(name, ca.private_key.public_key(), is_ca=False)
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
