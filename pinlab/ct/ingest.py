@@ -140,7 +140,11 @@ class IssuanceWriter:
         if row is None:
             if len(self._chain_rows) >= _CHAIN_CACHE_LIMIT:
                 self._chain_rows.clear()
-            row = self._chain_rows[der] = certificate_row(der)
+            try:
+                row = certificate_row(der)
+            except MalformedCertificateError as error:  # flagged by the chain check
+                row = CertificateRow.unparsable(hashlib.sha256(der).hexdigest(), der, str(error))
+            self._chain_rows[der] = row
         return row
 
     def prepare(self, entry: LogEntry) -> Prepared | None:
@@ -177,10 +181,7 @@ class IssuanceWriter:
             hosts = tuple(n.lower().rstrip(".") for n in names[:1])
         if not hosts:
             return None
-        try:
-            chain = tuple(self._chain_row(item) for item in entry.chain)
-        except MalformedCertificateError as error:
-            raise LogMisbehaviourError(f"entry {entry.index}: chain certificate: {error}") from None
+        chain = tuple(self._chain_row(item) for item in entry.chain)
         if entry.is_precert:
             assert entry.tbs is not None
             self._check_issuer_key(entry, chain)
@@ -202,6 +203,11 @@ class IssuanceWriter:
             return
         signing_cert = bool(entry.chain) and is_precert_signing(entry.chain[0])
         issuer = chain[1] if signing_cert and len(chain) > 1 else chain[0] if chain else None
+        if issuer is not None and issuer.parse_error is not None:
+            raise LogMisbehaviourError(
+                f"entry {entry.index}: the issuer in extra_data does not parse, so the "
+                "precertificate's issuer_key_hash cannot be checked (tampered entry?)"
+            )
         if issuer is not None and issuer.spki_sha256 != (entry.issuer_key_hash or b"").hex():
             raise LogMisbehaviourError(
                 f"entry {entry.index}: issuer_key_hash is not the key of the issuer in "

@@ -210,8 +210,8 @@ def test_chains_that_do_not_sign_in_order_are_stored_flagged(
 ) -> None:
     """Each certificate of extra_data's chain must sign the one before it (RFC 6962
     section 3.1: the chain the log accepted). A flipped byte in the intermediate's
-    signature, or a chain out of order, passes every Merkle check: the entry is stored
-    with ``chain_error`` set, in the registry and in the observation."""
+    signature or tag, or a chain out of order, passes every Merkle check: the entry is
+    stored with ``chain_error`` set, in the registry and in the observation."""
     root, ca = pki
     log = LocalLog()
     leaves = [ca.issue_leaf(f"h{n}.test").der for n in range(3)]
@@ -219,6 +219,7 @@ def test_chains_that_do_not_sign_in_order_are_stored_flagged(
     log.add_certificate(leaves[1], (_flip_signature(ca.der), root.der), timestamp=T + 1)
     log.add_certificate(leaves[2], (root.der, ca.der), timestamp=T + 2)
     issued = log.issue(ca, "h3.test", timestamp=T + 3)
+    log.add_certificate(ca.issue_leaf("h4.test").der, (_flip_outer_tag(ca.der),), timestamp=T + 4)
     extra = encode_extra_data(
         (_flip_signature(ca.der), root.der), precertificate=issued.precert
     )  # the precertificate is fine, its issuer's signature is not
@@ -228,7 +229,10 @@ def test_chains_that_do_not_sign_in_order_are_stored_flagged(
             store, server.url, key=log.key, domains=None, options=_options(verify=True),
             clock=clock,
         )  # fmt: skip
-        assert result.stats.bad_chains == 3
+        assert result.stats.bad_chains == 4
+        raw = store.connection.execute(
+            "SELECT der, parse_error FROM certificates WHERE parse_error IS NOT NULL"
+        ).fetchall()
         flags = dict(
             store.connection.execute("SELECT host, chain_error FROM ct_issuances").fetchall()
         )
@@ -239,6 +243,8 @@ def test_chains_that_do_not_sign_in_order_are_stored_flagged(
     assert "certificate 1 of the chain" in flags["h1.test"]
     assert "certificate 0 of the chain" in flags["h2.test"]
     assert "certificate 1 of the chain" in flags["h3.test"]
+    assert "certificate 0 of the chain" in flags["h4.test"]
+    assert [bytes(der) for der, _ in raw] == [_flip_outer_tag(ca.der)]  # kept as bytes
     assert "chain_error" not in json.loads(extras["h0.test"])
     assert json.loads(extras["h2.test"])["chain_error"] == flags["h2.test"]
 
