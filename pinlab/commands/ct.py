@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from pinlab.commands._common import console, err_console, usage_errors
 from pinlab.ct import (
@@ -102,13 +103,15 @@ def _summary(result: BackfillResult, seconds: float) -> None:
         ("precert + final merged", f"{stats.merged:,}"),
         ("final linked to earlier precert", f"{stats.linked:,}"),
         ("already stored (skipped)", f"{stats.duplicates:,}"),
-        ("unparsable certificates", f"{stats.unparsable:,}"),
+        ("unparsable certificates (stored raw)", f"{stats.unparsable:,}"),
+        ("without SAN or CN (not stored)", f"{stats.nameless:,}"),
+        ("chain not signed in order (flagged)", f"{stats.bad_chains:,}"),
         ("requests", f"{result.requests:,}"),
         ("elapsed (s)", f"{seconds:.1f}"),
         ("entries/s", f"{stats.entries / max(seconds, 1e-6):,.0f}"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(value))  # the log's URL or crt.sh source: data, not markup
     console.print(table)
 
 

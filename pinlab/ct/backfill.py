@@ -27,7 +27,7 @@ from datetime import datetime
 from pinlab.ct.client import HttpSource, RFC6962Log, ordered_fetch
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
-from pinlab.ct.errors import CTError, LogMisbehaviourError
+from pinlab.ct.errors import CTError, LogFetchError, LogMisbehaviourError
 from pinlab.ct.ingest import IngestStats, IssuanceWriter, Prepared
 from pinlab.ct.merkle import CompactRange, ProofError, verify_consistency, verify_inclusion
 from pinlab.ct.registry import last_tree_head, state_of
@@ -256,7 +256,20 @@ def _verify_batch(
     first, last = entries[0], entries[-1]
 
     def proven(entry: LogEntry) -> CompactRange:
-        index, path = client.proof_by_hash(entry.leaf_hash, sth.tree_size)
+        try:
+            index, path = client.proof_by_hash(entry.leaf_hash, sth.tree_size)
+        except LogFetchError as error:
+            if error.status != 404:
+                raise
+            # The log served this entry below the tree size of its own tree head, yet does
+            # not know its hash: the entry is not in its tree (RFC 6962 section 4.5).
+            raise LogMisbehaviourError(
+                f"entry {entry.index}: the log does not know the leaf hash of the entry it "
+                f"served (get-proof-by-hash answered HTTP 404 for the tree head of size "
+                f"{sth.tree_size}): the log served an entry that is not in its tree. Nothing "
+                "of this batch was stored; rerunning will not help, report it to the log's "
+                "operator"
+            ) from None
         if index != entry.index:
             raise LogMisbehaviourError(
                 f"entry {entry.index}: the log proves its hash at index {index}"

@@ -102,7 +102,7 @@ class HttpSource:
         if params:
             target += "?" + urllib.parse.urlencode(params)
         shown = f"{self.scheme}://{self.netloc}{target}"
-        attempt, problem = 0, "no attempt"
+        attempt, problem, status = 0, "no attempt", 0
         while True:
             self.limiter.wait()
             wait = self.backoff * 2**attempt
@@ -119,11 +119,14 @@ class HttpSource:
                     return body
                 problem = f"HTTP {status}"
                 if status not in _RETRY_STATUSES:
-                    raise LogFetchError(f"GET {shown}: {problem}")
+                    raise LogFetchError(f"GET {shown}: {problem}", status=status)
                 if retry_after is not None:
                     wait = min(retry_after, 60.0)
             if attempt >= self.retries:
-                raise LogFetchError(f"GET {shown}: {problem} (after {attempt + 1} attempts)")
+                raise LogFetchError(
+                    f"GET {shown}: {problem} (after {attempt + 1} attempts)",
+                    status=status if problem.startswith("HTTP") else None,
+                )
             attempt += 1
             time.sleep(wait)
 

@@ -11,6 +11,7 @@ from there. crt.sh gives no chain: the observations hold the certificate alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -29,7 +30,14 @@ from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import EntryType, LogEntry
 from pinlab.ct.errors import CTError, LogFetchError
 from pinlab.ct.ingest import IssuanceWriter
-from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
+from pinlab.ct.rows import (
+    POISON_OID,
+    SCT_LIST_OID,
+    issuer_and_aki,
+    rewrite_issuer,
+    strip_extension,
+    tbs_of,
+)
 from pinlab.store import Scan, Store, pinlab_version
 
 __all__ = ["CrtSh", "CrtShRecord", "import_crtsh", "read_crtsh_json"]
@@ -140,14 +148,63 @@ def cached_certificate(directory: Path, record_id: int) -> bytes | None:
     return None
 
 
-def _entry(position: int, record: CrtShRecord, der: bytes) -> LogEntry:
+def _pairing(tbs: bytes) -> bytes:
+    """A TBS without issuer, authority key identifier, poison and SCT list: what a
+    precertificate shares with its final certificate whoever signed it."""
+    bare = strip_extension(strip_extension(tbs, POISON_OID), SCT_LIST_OID)
+    return hashlib.sha256(rewrite_issuer(bare, b"\x30\x00", None)).digest()
+
+
+def _finals(ders: Sequence[bytes]) -> dict[bytes, list[tuple[bytes, bytes | None, bytes]]]:
+    """Final certificates by :func:`_pairing`: (issuer, AKI, TBS without SCT list)."""
+    found: dict[bytes, list[tuple[bytes, bytes | None, bytes]]] = {}
+    for der in ders:
+        if POISON_OID in der:
+            continue
+        try:
+            tbs = tbs_of(der)
+            issuer, aki = issuer_and_aki(der)
+            found.setdefault(_pairing(tbs), []).append(
+                (issuer, aki, strip_extension(tbs, SCT_LIST_OID))
+            )
+        except (ValueError, IndexError):
+            continue  # the writer counts it as unparsable
+    return found
+
+
+def _precert_tbs(der: bytes, finals: dict[bytes, list[tuple[bytes, bytes | None, bytes]]]) -> bytes:
+    """The TBS a log would have logged for this precertificate (RFC 6962 section 3.2).
+
+    crt.sh gives no chain, so a Precertificate Signing Certificate is not seen. Its issuer
+    and authority key identifier are the final certificate's, though: the final
+    certificate's TBS must equal the logged one. So a final certificate of the same
+    import that differs from the precertificate in those two fields only stands in for
+    it, and the precertificate takes them from it, as the log did from the signing
+    certificate.
+    """
+    tbs = strip_extension(tbs_of(der), POISON_OID)
+    for issuer, aki, final in finals.get(_pairing(tbs), ()):
+        if final != tbs and rewrite_issuer(tbs, issuer, aki) == final:
+            return final
+    return tbs
+
+
+def _entry(
+    position: int,
+    record: CrtShRecord,
+    der: bytes,
+    finals: dict[bytes, list[tuple[bytes, bytes | None, bytes]]],
+) -> LogEntry:
     at = record.entry_timestamp or record.not_before
     if at is None:
         raise CTError(f"crt.sh record {record.id}: neither entry_timestamp nor not_before")
     timestamp = int(at.timestamp() * 1000)
     if POISON_OID in der:
-        tbs = strip_extension(tbs_of(der), POISON_OID)
-        if tbs != tbs_of(der):
+        try:
+            tbs = _precert_tbs(der, finals)
+        except (ValueError, IndexError):
+            tbs = b""  # not DER: stored as unparsable, as an x509 entry
+        if tbs and tbs != tbs_of(der):
             return LogEntry(position, timestamp, EntryType.PRECERT, der, (), b"", tbs, None)
     return LogEntry(position, timestamp, EntryType.X509, der, (), b"")
 
@@ -178,17 +235,21 @@ def import_crtsh(
     )  # fmt: skip
     writer = IssuanceWriter(
         store, scan=scan, log=f"crt.sh:{source}", domains=domains,
-        merge_window=len(ordered) + 1,
+        merge_window=len(ordered) + 1, check_entries=False,
     )  # fmt: skip
     total = len(ordered)
+    ders = []  # every certificate first: a precertificate is paired with a later final one
+    for number, record in enumerate(ordered, start=1):
+        ders.append(certificate(record.id))
+        if progress is not None and (number % batch_size == 0 or number == total):
+            progress(number, total)
+    finals = _finals(ders)
     for first in range(0, total, batch_size):
         batch = ordered[first : first + batch_size]
-        entries = [_entry(first + i, r, certificate(r.id)) for i, r in enumerate(batch)]
+        entries = [_entry(first + i, r, ders[first + i], finals) for i, r in enumerate(batch)]
         prepared = [p for entry in entries if (p := writer.prepare(entry)) is not None]
         done = first + len(batch)
         writer.commit(prepared, next_index=done, sth=None, now=clock(), flush_all=done >= total)
-        if progress is not None:
-            progress(done, total)
     if not total:
         writer.commit([], next_index=0, sth=None, now=clock(), flush_all=True)
     store.finish_scan(scan.scan_id, at=clock())

@@ -15,7 +15,12 @@ class LogFetchError(CTError):
     """The log (or crt.sh) could not be read: refused, timed out, HTTP error, cut short.
 
     Nothing of the batch in flight is stored; run the same command again to resume.
+    ``status`` is the HTTP status of a refused request (None for network failures).
     """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LogMisbehaviourError(CTError):

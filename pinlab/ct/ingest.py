@@ -20,6 +20,7 @@ deployment. ``source_extra`` holds the log, the entry index(es) and the entry ty
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,19 +29,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from pinlab.ct.checks import EntryChecks, is_precert_signing
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import LogMisbehaviourError
 from pinlab.ct.registry import KeyIndex, key64
-from pinlab.ct.rows import (
-    POISON_OID,
-    certificate_row,
-    dns_names,
-    identities,
-    issuance_key,
-    strip_extension,
-    tbs_of,
-)
+from pinlab.ct.rows import certificate_row, dns_names, identities, issuance_key, tbs_of
 from pinlab.ct.sth import SignedTreeHead
 from pinlab.errors import MalformedCertificateError
 from pinlab.store import CertificateRow, Observation, Scan, Status, Store
@@ -48,7 +42,6 @@ from pinlab.store import CertificateRow, Observation, Scan, Status, Store
 __all__ = ["IngestStats", "IssuanceWriter", "Prepared"]
 
 CT_PORT = 443
-_PRECERT_SIGNING_EKU = bytes.fromhex("060a2b06010401d679020404")
 _CHAIN_CACHE_LIMIT = 10_000
 _ABSENT = object()
 
@@ -63,6 +56,8 @@ class Prepared:
     key: str
     hosts: tuple[str, ...]
     rows: tuple[CertificateRow, ...] = field(repr=False)
+    chain_error: str | None = None
+    """Why the chain does not hold together (see :mod:`pinlab.ct.checks`), None if it does."""
 
     @property
     def leaf(self) -> CertificateRow:
@@ -85,7 +80,13 @@ class IngestStats:
     """Final certificates linked to an issuance recorded earlier (no new observation)."""
     duplicates: int = 0
     unparsable: int = 0
-    """Entries whose certificate cryptography refuses (counted, not stored)."""
+    """Entries whose certificate cryptography refuses: stored as raw bytes in
+    ``certificates`` (``parse_error`` set) and listed in ``ct_unparsable``."""
+    nameless: int = 0
+    """Certificates with neither a SAN nor a subject common name: nothing to record them
+    under, so they are counted here and not stored."""
+    bad_chains: int = 0
+    """Matched entries whose chain does not hold together (stored, ``chain_error`` set)."""
 
 
 def _insert(store: Store, table: str, records: Sequence[Any], *, conflict: str = "") -> None:
@@ -115,6 +116,7 @@ class IssuanceWriter:
         log: str,
         domains: DomainFilter | None,
         merge_window: int = 10_000,
+        check_entries: bool = True,
     ) -> None:
         self.store, self.scan, self.log = store, scan, log
         self.scan_id = scan.scan_id
@@ -126,6 +128,10 @@ class IssuanceWriter:
         self.pending: dict[str, Prepared] = {}
         self._chain_rows: dict[bytes, CertificateRow] = {}
         self.index = KeyIndex.load(store)
+        self.check_entries = check_entries
+        """Whether entries come from a log (False for crt.sh: no logged TBS, no chain)."""
+        self.checks = EntryChecks()
+        self._unparsable: list[tuple[LogEntry, CertificateRow]] = []
 
     # -- per entry ---------------------------------------------------------------------------
 
@@ -134,61 +140,78 @@ class IssuanceWriter:
         if row is None:
             if len(self._chain_rows) >= _CHAIN_CACHE_LIMIT:
                 self._chain_rows.clear()
-            row = self._chain_rows[der] = certificate_row(der)
+            try:
+                row = certificate_row(der)
+            except MalformedCertificateError as error:  # flagged by the chain check
+                row = CertificateRow.unparsable(hashlib.sha256(der).hexdigest(), der, str(error))
+            self._chain_rows[der] = row
         return row
 
     def prepare(self, entry: LogEntry) -> Prepared | None:
-        """Filter and parse one entry; None when filtered out or unparsable.
+        """Check, filter and parse one entry; None when filtered out or not storable.
 
         A precertificate that does not match its own logged TBS or issuer key hash is a
-        :class:`LogMisbehaviourError`: the entry was tampered with.
+        :class:`LogMisbehaviourError`: the entry was tampered with. This is checked before
+        anything else, so a tampered precertificate can neither dodge the domain filter
+        nor pass for an unparsable certificate. An entry whose certificate does not parse
+        is kept as raw bytes (see :attr:`IngestStats.unparsable`).
         """
         self.stats.entries += 1
         der = entry.certificate
+        if entry.is_precert and self.check_entries:
+            self.checks.precert(entry)
         if self.domains is not None:
             quick = dns_names(der)
-            if quick is not None and not self.domains.match(quick):
+            if quick and not self.domains.match(quick):
                 return None
         try:
             leaf = certificate_row(der)
-        except MalformedCertificateError:
+        except MalformedCertificateError as error:
             self.stats.unparsable += 1
+            row = CertificateRow.unparsable(hashlib.sha256(der).hexdigest(), der, str(error))
+            self._unparsable.append((entry, row))
             return None
         names = identities(leaf, der)
+        if not names:
+            self.stats.nameless += 1
+            return None
         if self.domains is not None:
             hosts = tuple(self.domains.match(names))
         else:
             hosts = tuple(n.lower().rstrip(".") for n in names[:1])
         if not hosts:
             return None
-        try:
-            chain = tuple(self._chain_row(item) for item in entry.chain)
-        except MalformedCertificateError as error:
-            raise LogMisbehaviourError(f"entry {entry.index}: chain certificate: {error}") from None
+        chain = tuple(self._chain_row(item) for item in entry.chain)
         if entry.is_precert:
             assert entry.tbs is not None
-            self._check_precert(entry, chain)
+            self._check_issuer_key(entry, chain)
             key = issuance_key(tbs=entry.tbs, precert_entry=True)
         else:
             key = issuance_key(tbs=tbs_of(der), precert_entry=False)
+        chain_error = self.checks.chain_error(entry) if self.check_entries else None
+        self.stats.bad_chains += chain_error is not None
         self.stats.matched += 1
         return Prepared(
-            entry.index, entry.observed_at, entry.is_precert, key, hosts, (leaf, *chain)
-        )
+            entry.index, entry.observed_at, entry.is_precert, key, hosts, (leaf, *chain),
+            chain_error,
+        )  # fmt: skip
 
-    @staticmethod
-    def _check_precert(entry: LogEntry, chain: tuple[CertificateRow, ...]) -> None:
-        signing_cert = bool(entry.chain) and _PRECERT_SIGNING_EKU in entry.chain[0]
+    def _check_issuer_key(self, entry: LogEntry, chain: tuple[CertificateRow, ...]) -> None:
+        """RFC 6962 section 3.2: ``issuer_key_hash`` is the key of the final certificate's
+        issuer: ``chain[1]`` when ``chain[0]`` is a Precertificate Signing Certificate."""
+        if not self.check_entries:
+            return
+        signing_cert = bool(entry.chain) and is_precert_signing(entry.chain[0])
         issuer = chain[1] if signing_cert and len(chain) > 1 else chain[0] if chain else None
+        if issuer is not None and issuer.parse_error is not None:
+            raise LogMisbehaviourError(
+                f"entry {entry.index}: the issuer in extra_data does not parse, so the "
+                "precertificate's issuer_key_hash cannot be checked (tampered entry?)"
+            )
         if issuer is not None and issuer.spki_sha256 != (entry.issuer_key_hash or b"").hex():
             raise LogMisbehaviourError(
                 f"entry {entry.index}: issuer_key_hash is not the key of the issuer in "
                 "extra_data (tampered entry?)"
-            )
-        if not signing_cert and strip_extension(tbs_of(entry.certificate), POISON_OID) != entry.tbs:
-            raise LogMisbehaviourError(
-                f"entry {entry.index}: the precertificate in extra_data does not match the "
-                "logged TBSCertificate (tampered entry?)"
             )
 
     # -- per batch ---------------------------------------------------------------------------
@@ -291,12 +314,14 @@ class IssuanceWriter:
             first = precert if precert is not None else shown
             for row in (*(precert.rows[:1] if precert and final else ()), *shown.rows):
                 certificates[row.sha256] = row
+            chain_error = shown.chain_error or (precert.chain_error if precert else None)
             extra = json.dumps(
                 {
                     "log": self.log,
                     "entry": "x509" if final is not None else "precert",
                     "index": shown.index,
                     **({"precert_index": precert.index} if precert and final else {}),
+                    **({"chain_error": chain_error} if chain_error else {}),
                 },
                 separators=(",", ":"),
             )
@@ -310,11 +335,24 @@ class IssuanceWriter:
                     "observed_at": first.observed_at, "log": self.log,
                     "precert_index": precert.index if precert else None,
                     "final_index": final.index if final else None, "scan_id": self.scan_id,
+                    "chain_error": chain_error,
                 })  # fmt: skip
             self.stats.issuances += 1
         for _, _, final in links:
             for row in final.rows:
                 certificates[row.sha256] = row
+        unparsable = [
+            {
+                "log": self.log, "entry_index": entry.index,
+                "entry_type": "precert" if entry.is_precert else "x509", "sha256": row.sha256,
+                "error": row.parse_error, "observed_at": entry.observed_at,
+                "scan_id": self.scan_id,
+            }
+            for entry, row in self._unparsable
+        ]  # fmt: skip
+        for _, row in self._unparsable:
+            certificates.setdefault(row.sha256, row)
+        self._unparsable = []
         connection = self.store.connection
         with self.store.transaction():
             if not self._scan_stored:  # with the first batch: a run failing before leaves nothing
@@ -327,6 +365,7 @@ class IssuanceWriter:
             )
             _insert(self.store, "observations", observations)
             _insert(self.store, "ct_issuances", registry)
+            _insert(self.store, "ct_unparsable", unparsable, conflict="ON CONFLICT DO NOTHING")
             for key, host, final in links:
                 connection.execute(
                     "UPDATE ct_issuances SET final_sha256 = ?, final_index = ? "

@@ -17,6 +17,7 @@ from pinlab.errors import PinlabError
 
 __all__ = [
     "EMPTY_ROOT",
+    "HASH_SIZE",
     "CompactRange",
     "MerkleTree",
     "ProofError",
@@ -29,6 +30,8 @@ __all__ = [
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """The Merkle Tree Hash of the empty tree."""
+HASH_SIZE = 32
+"""Every hash of an RFC 6962 tree is a SHA-256 output: leaf hashes, nodes, roots, proofs."""
 
 
 class ProofError(PinlabError, ValueError):
@@ -43,6 +46,14 @@ def leaf_hash(leaf: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """``SHA-256(0x01 || left || right)``."""
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _check_sizes(what: str, hashes: Sequence[bytes]) -> None:
+    """Refuse a hash that is not 32 bytes: a short (even empty) one would otherwise just
+    fail to match, or worse, match a root of the same wrong length."""
+    for item in hashes:
+        if len(item) != HASH_SIZE:
+            raise ProofError(f"{what} of {len(item)} bytes: every hash is {HASH_SIZE} bytes")
 
 
 def _split(n: int) -> int:
@@ -84,6 +95,8 @@ class CompactRange:
     def append_subtree(self, subtree: bytes, height: int) -> None:
         """Add the root of a perfect subtree of ``2**height`` leaves starting at ``size``."""
         width = 1 << height
+        if len(subtree) != HASH_SIZE:
+            raise ValueError(f"a hash of {len(subtree)} bytes: every hash is {HASH_SIZE} bytes")
         if self.size % width:
             raise ValueError(f"a subtree of {width} leaves cannot start at index {self.size}")
         node, size = subtree, self.size >> height
@@ -112,6 +125,9 @@ def verify_inclusion(
     cover every earlier leaf, so a verified proof also hands over the compact range of the
     prefix before the leaf. Raises :class:`ProofError` when the proof does not verify.
     """
+    _check_sizes("leaf hash", [leaf])
+    _check_sizes("root hash", [root])
+    _check_sizes("audit path hash", path)
     if not 0 <= index < tree_size:
         raise ProofError(f"leaf index {index} outside a tree of size {tree_size}")
     fn, sn, result = index, tree_size - 1, leaf
@@ -141,7 +157,16 @@ def verify_consistency(
     first_size: int, second_size: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
 ) -> None:
     """Check that the tree of ``second_size`` extends that of ``first_size`` (RFC 9162
-    section 2.1.4.2). Raises :class:`ProofError` when it does not."""
+    section 2.1.4.2). Raises :class:`ProofError` when it does not.
+
+    The empty tree is a prefix of every tree, but only the empty tree's root
+    (:data:`EMPTY_ROOT`) and an empty proof prove it: RFC 6962 section 2.1.2 defines no
+    consistency proof from size 0, so anything else there is a malformed proof.
+    """
+    _check_sizes("root hash", [first_root, second_root])
+    _check_sizes("consistency proof hash", proof)
+    if first_size < 0:
+        raise ProofError(f"negative tree size {first_size}")
     if first_size > second_size:
         raise ProofError(f"tree shrank from {first_size} to {second_size} entries")
     if first_size == second_size:
@@ -149,8 +174,13 @@ def verify_consistency(
             raise ProofError("consistency proof between equal sizes must be empty")
         if first_root != second_root:
             raise ProofError("same tree size, different root hashes")
-        return
     if first_size == 0:
+        if proof:
+            raise ProofError("a consistency proof from the empty tree must be empty")
+        if first_root != EMPTY_ROOT:
+            raise ProofError("a tree of size 0 has the empty tree's root hash, not this one")
+        return
+    if first_size == second_size:
         return
     path = list(proof)
     if first_size & (first_size - 1) == 0:  # a power of two: the old root starts the path
@@ -198,6 +228,8 @@ class MerkleTree:
 
     def append(self, leaf: bytes) -> None:
         """Add a leaf hash; complete perfect subtrees are hashed as they close."""
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"a leaf hash of {len(leaf)} bytes: every hash is {HASH_SIZE} bytes")
         self.levels[0].append(leaf)
         level, index = 0, len(self.levels[0]) - 1
         while index & 1:

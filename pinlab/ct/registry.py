@@ -4,7 +4,9 @@
 the oldest precertificate still waiting for its final certificate when the run stopped)
 and the last tree head seen, which is how a log that rewinds or forks is caught.
 ``ct_issuances`` is the issuance registry: one row per (issuance, host) recorded, whatever
-the source, with the precertificate and final certificate that stand for it.
+the source, with the precertificate and final certificate that stand for it, and
+``chain_error`` when the entry's chain does not sign in order. ``ct_unparsable`` names the
+entries whose certificate does not parse (their bytes are in ``certificates``).
 
 Checking every entry against the registry in SQL would scan it once per batch, which
 grows with the store. :class:`KeyIndex` keeps instead the first 8 bytes of every recorded
@@ -19,32 +21,79 @@ import numpy.typing as npt
 
 from pinlab.store import Store
 
-__all__ = ["CT_TABLES", "KeyIndex", "create_ct_tables", "key64", "last_tree_head", "state_of"]
+__all__ = [
+    "CT_COLUMNS",
+    "CT_TABLES",
+    "KeyIndex",
+    "create_ct_tables",
+    "key64",
+    "last_tree_head",
+    "state_of",
+]
 
-CT_TABLES = {
+CT_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "ct_state": (
-        "CREATE TABLE IF NOT EXISTS ct_state (log VARCHAR NOT NULL, filter VARCHAR NOT NULL, "
-        "next_index BIGINT NOT NULL, resume_index BIGINT NOT NULL, tree_size BIGINT, "
-        "sth_timestamp BIGINT, root_hash BLOB, scan_id VARCHAR, updated_at TIMESTAMPTZ, "
-        "PRIMARY KEY (log, filter))"
+        ("log", "VARCHAR NOT NULL"), ("filter", "VARCHAR NOT NULL"),
+        ("next_index", "BIGINT NOT NULL"), ("resume_index", "BIGINT NOT NULL"),
+        ("tree_size", "BIGINT"), ("sth_timestamp", "BIGINT"), ("root_hash", "BLOB"),
+        ("scan_id", "VARCHAR"), ("updated_at", "TIMESTAMPTZ"),
     ),
     # No primary key: uniqueness is the writer's (one writing process per store), and an
-    # index over millions of random hashes would live in memory.
+    # index over millions of random hashes would live in memory. ``chain_error`` is set
+    # when a certificate of the entry's chain (extra_data, outside the Merkle tree) does
+    # not sign the one before it.
     "ct_issuances": (
-        "CREATE TABLE IF NOT EXISTS ct_issuances (key64 BIGINT NOT NULL, "
-        "issuance VARCHAR NOT NULL, host VARCHAR NOT NULL, issuer VARCHAR, serial VARCHAR, "
-        "precert_sha256 VARCHAR, final_sha256 VARCHAR, observed_at TIMESTAMPTZ NOT NULL, "
-        "log VARCHAR, precert_index BIGINT, final_index BIGINT, scan_id VARCHAR NOT NULL)"
+        ("key64", "BIGINT NOT NULL"), ("issuance", "VARCHAR NOT NULL"),
+        ("host", "VARCHAR NOT NULL"), ("issuer", "VARCHAR"), ("serial", "VARCHAR"),
+        ("precert_sha256", "VARCHAR"), ("final_sha256", "VARCHAR"),
+        ("observed_at", "TIMESTAMPTZ NOT NULL"), ("log", "VARCHAR"),
+        ("precert_index", "BIGINT"), ("final_index", "BIGINT"),
+        ("scan_id", "VARCHAR NOT NULL"), ("chain_error", "VARCHAR"),
     ),
+    # Entries whose certificate does not parse: the raw bytes are in ``certificates``
+    # (``parse_error`` set), this row says where they came from.
+    "ct_unparsable": (
+        ("log", "VARCHAR NOT NULL"), ("entry_index", "BIGINT NOT NULL"),
+        ("entry_type", "VARCHAR NOT NULL"), ("sha256", "VARCHAR NOT NULL"),
+        ("error", "VARCHAR"), ("observed_at", "TIMESTAMPTZ"), ("scan_id", "VARCHAR NOT NULL"),
+    ),
+}  # fmt: skip
+"""Table name -> (column, DuckDB type) of the backfill's own tables."""
+_KEYS = {
+    "ct_state": ", PRIMARY KEY (log, filter)",
+    "ct_unparsable": ", PRIMARY KEY (log, entry_index, sha256)",  # a resume reads it again
+}
+
+CT_TABLES = {
+    name: f"CREATE TABLE IF NOT EXISTS {name} ("
+    + ", ".join(f"{column} {kind}" for column, kind in columns)
+    + _KEYS.get(name, "")
+    + ")"
+    for name, columns in CT_COLUMNS.items()
 }
 """Table name -> DDL."""
 
 
 def create_ct_tables(store: Store) -> None:
-    """Create the CT tables if missing (they live beside the store's tables)."""
+    """Create the CT tables if missing (they live beside the store's tables).
+
+    A store written by an earlier pinlab gets the nullable columns added since, so it
+    stays readable and writable (old rows read them as null).
+    """
     with store.transaction():
-        for ddl in CT_TABLES.values():
+        for name, ddl in CT_TABLES.items():
             store.connection.execute(ddl)
+            present = {
+                row[0]
+                for row in store.connection.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                    "AND schema_name = current_schema()",
+                    [name],
+                ).fetchall()
+            }
+            for column, kind in CT_COLUMNS[name]:
+                if column not in present and "NOT NULL" not in kind:
+                    store.connection.execute(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
 
 
 def key64(issuance: str) -> int:

@@ -27,20 +27,27 @@ from pinlab.certs import Certificate
 from pinlab.store import CertificateRow
 
 __all__ = [
+    "AKI_OID",
     "POISON_OID",
     "SCT_LIST_OID",
     "certificate_row",
     "dns_names",
     "identities",
     "issuance_key",
+    "issuer_and_aki",
+    "rewrite_issuer",
     "strip_extension",
     "tbs_of",
+    "tbs_of_certificate",
 ]
 
 POISON_OID = bytes.fromhex("060a2b06010401d679020403")
 """DER of OID 1.3.6.1.4.1.11129.2.4.3, the precertificate poison extension."""
 SCT_LIST_OID = bytes.fromhex("060a2b06010401d679020402")
 """DER of OID 1.3.6.1.4.1.11129.2.4.2, the embedded SCT list extension."""
+
+AKI_OID = bytes.fromhex("0603551d23")
+"""DER of OID 2.5.29.35, the authority key identifier extension."""
 
 _EC_OID = bytes.fromhex("06072a8648ce3d0201")
 _RSA_OID = bytes.fromhex("06092a864886f70d010101")
@@ -234,8 +241,112 @@ def issuance_key(*, tbs: bytes, precert_entry: bool) -> str:
     return hashlib.sha256(common).hexdigest()
 
 
+def tbs_of_certificate(der: bytes) -> bytes:
+    """The TBSCertificate TLV of ``der``, checking that ``der`` is exactly a ``Certificate``
+    SEQUENCE of TBSCertificate, signatureAlgorithm and signatureValue (RFC 5280 section
+    4.1) with nothing after it; ValueError otherwise."""
+    tag, content, end = _header(der, 0)
+    if tag != 0x30 or end != len(der):
+        raise ValueError("not a DER SEQUENCE spanning the whole certificate")
+    tags, pos, tbs_end = [], content, content
+    while pos < end:
+        tag, _, stop = _header(der, pos)
+        tags.append(tag)
+        pos, tbs_end = stop, tbs_end if len(tags) > 1 else stop
+    if tags != [0x30, 0x30, 0x03] or pos != end:
+        raise ValueError("not TBSCertificate, signatureAlgorithm, signatureValue")
+    return der[content:tbs_end]
+
+
 def tbs_of(der: bytes) -> bytes:
     """The TBSCertificate TLV of a DER certificate."""
     _, content, _ = _header(der, 0)
     _, _, end = _header(der, content)
     return der[content:end]
+
+
+def _extensions(data: bytes, at: int) -> list[tuple[int, int, bytes, bytes, bytes]]:
+    """The Extension items of the SEQUENCE at ``at`` (the body of an extensions [3]
+    field): (start, end, OID DER, OID and critical flag DER, extnValue contents)."""
+    _, content, stop = _header(data, at)
+    items, cursor = [], content
+    while cursor < stop:
+        _, body, item_end = _header(data, cursor)
+        _, _, oid_end = _header(data, body)
+        tag, value, value_end = _header(data, oid_end)
+        value_at = oid_end
+        if tag == 0x01:  # critical BOOLEAN
+            value_at = value_end
+            tag, value, value_end = _header(data, value_end)
+        if tag != 0x04 or value_end != item_end:
+            raise ValueError("Extension is not OID, [critical], OCTET STRING")
+        items.append(
+            (cursor, item_end, data[body:oid_end], data[body:value_at], data[value:value_end])
+        )
+        cursor = item_end
+    if cursor != stop:
+        raise ValueError("DER lengths do not add up")
+    return items
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _length(len(body)) + body
+
+
+def issuer_and_aki(der: bytes) -> tuple[bytes, bytes | None]:
+    """A DER certificate's issuer Name (TLV) and authority key identifier (the extnValue
+    contents), as RFC 6962 section 3.2 takes them from a Precertificate Signing
+    Certificate; ValueError if the DER does not add up."""
+    fields = _tbs_fields(der)
+    offset = 1 if fields[0][0] == 0xA0 else 0
+    _, issuer_start, _, issuer_end = fields[offset + 2]
+    aki = None
+    for tag, _, body, _ in fields:
+        if tag == 0xA3:
+            for _, _, oid, _, value in _extensions(der, body):
+                if oid == AKI_OID:
+                    aki = value
+    return der[issuer_start:issuer_end], aki
+
+
+def rewrite_issuer(tbs: bytes, issuer: bytes, aki: bytes | None) -> bytes:
+    """RFC 6962 section 3.2 for a precertificate issued by a Precertificate Signing
+    Certificate: its TBS (poison already removed) with the issuer Name replaced by
+    ``issuer`` (the signing certificate's issuer) and the authority key identifier by
+    ``aki`` (the signing certificate's): replaced in place keeping its criticality,
+    removed when ``aki`` is None, appended when the precertificate had none.
+    ValueError if the DER does not add up."""
+    _, content, end = _header(tbs, 0)
+    fields: list[tuple[int, int, int, int]] = []
+    pos = content
+    while pos < end:
+        tag, body, stop = _header(tbs, pos)
+        fields.append((tag, pos, body, stop))
+        pos = stop
+    if pos != end or end != len(tbs):
+        raise ValueError("DER lengths do not add up")
+    issuer_at = 3 if fields and fields[0][0] == 0xA0 else 2
+    if len(fields) <= issuer_at + 3:
+        raise ValueError("TBSCertificate too short")
+    head, has_extensions = bytearray(), False
+    new_aki = _tlv(0x30, AKI_OID + _tlv(0x04, aki)) if aki is not None else b""
+    for number, (tag, start, body, stop) in enumerate(fields):
+        if number == issuer_at:
+            head += issuer
+        elif tag == 0xA3:
+            has_extensions, kept, replaced = True, bytearray(), False
+            for item_start, item_end, oid, prefix, _ in _extensions(tbs, body):
+                if oid != AKI_OID:
+                    kept += tbs[item_start:item_end]
+                elif aki is not None:
+                    kept += _tlv(0x30, prefix + _tlv(0x04, aki))
+                replaced = replaced or oid == AKI_OID
+            if not replaced:
+                kept += new_aki
+            if kept:
+                head += _tlv(0xA3, _tlv(0x30, bytes(kept)))
+        else:
+            head += tbs[start:stop]
+    if not has_extensions and new_aki:
+        head += _tlv(0xA3, _tlv(0x30, new_aki))
+    return _tlv(0x30, bytes(head))

@@ -204,17 +204,43 @@ def checkpoint_text(origin: str, sth: SignedTreeHead, log_id: bytes) -> str:
     return f"{body}\n{_NOTE_DASH}{origin} {base64.b64encode(signature).decode()}\n"
 
 
+def _rfc6962_note_signature(raw: bytes) -> bool:
+    """Whether a note signature (after its 4-byte key ID) has the shape of an
+    ``RFC6962NoteSignature``: ``uint64 timestamp`` then a ``DigitallySigned`` SHA-256
+    ECDSA or RSA signature whose length field covers exactly the rest."""
+    if len(raw) < 4 + 8 + 4:
+        return False
+    signed = raw[12:]
+    return (
+        signed[0] == _SHA256
+        and signed[1] in (_ECDSA, _RSA)
+        and int.from_bytes(signed[2:4], "big") == len(signed) - 4 > 0
+    )
+
+
 def parse_checkpoint(
     text: str, *, key: LogKey | None, origin: str | None = None
 ) -> tuple[str, SignedTreeHead]:
     """Parse a checkpoint; return its origin and tree head (signature checked if ``key``).
 
-    Without a key the first signature line named after the origin is taken unchecked.
+    The tree head is the note signature line that static-ct-api defines: key name equal
+    to the origin, key ID the first 4 bytes of ``SHA-256(name || 0x0A || 0x05 || LogID)``
+    (0x05 is the RFC 6962 signature type). A checkpoint may carry other lines under the
+    same name (an Ed25519 note key, witness cosignatures): those are ignored, as the
+    signed-note spec requires. Without ``key`` the LogID, hence the key ID, is unknown:
+    the line taken is then the one whose signature is an ``RFC6962NoteSignature``
+    (timestamp, then a SHA-256 ECDSA/RSA ``DigitallySigned``), and two such lines with
+    different key IDs are refused as ambiguous (pass the log key).
     """
     body, separator, signatures = text.partition("\n\n")
     lines = body.split("\n")
     if not separator or len(lines) < 3:
         raise LogMisbehaviourError("checkpoint: not a signed note (origin, size, root, signature)")
+    if len(lines) > 3:
+        raise LogMisbehaviourError(
+            "checkpoint: extension lines, which a checkpoint with an RFC 6962 signature must "
+            "not have (static-ct-api)"
+        )
     name = lines[0]
     if origin is not None and name != origin:
         raise LogMisbehaviourError(f"checkpoint: origin {name!r}, expected {origin!r}")
@@ -226,6 +252,7 @@ def parse_checkpoint(
     if len(root) != 32 or size < 0 or not lines[1].isdigit():
         raise LogMisbehaviourError("checkpoint: tree size or root hash malformed")
     wanted = _note_key_id(name, key.log_id) if key is not None else None
+    found: dict[bytes, bytes] = {}  # key ID -> signature, of the RFC 6962 lines by the log
     for line in signatures.splitlines():
         if not line.startswith(_NOTE_DASH):
             continue
@@ -234,13 +261,25 @@ def parse_checkpoint(
             raw = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             continue
-        if signer != name or len(raw) < 16 or (wanted is not None and raw[:4] != wanted):
+        if signer != name or len(raw) < 5:
             continue
-        sth = SignedTreeHead(size, int.from_bytes(raw[4:12], "big"), root, raw[12:])
-        if key is not None:
-            sth.verify(key)
-        return name, sth
-    raise LogMisbehaviourError(
-        f"checkpoint: no RFC 6962 note signature by {name!r}"
-        + (" with the given log key" if key is not None else "")
-    )
+        ours = raw[:4] == wanted if wanted is not None else _rfc6962_note_signature(raw)
+        if ours:
+            found.setdefault(raw[:4], raw)
+    if len(found) > 1:
+        raise LogMisbehaviourError(
+            f"checkpoint: {len(found)} RFC 6962-shaped signatures by {name!r} under different "
+            "key IDs; pass the log's public key to select the log's own"
+        )
+    if not found:
+        raise LogMisbehaviourError(
+            f"checkpoint: no RFC 6962 note signature by {name!r}"
+            + (" with the given log key" if key is not None else "")
+        )
+    raw = next(iter(found.values()))
+    if len(raw) < 16:
+        raise LogMisbehaviourError("checkpoint: RFC 6962 note signature truncated")
+    sth = SignedTreeHead(size, int.from_bytes(raw[4:12], "big"), root, raw[12:])
+    if key is not None:
+        sth.verify(key)
+    return name, sth

@@ -27,9 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from pinlab.ct.checks import is_precert_signing
 from pinlab.ct.entries import EntryType, LogEntry, encode_extra_data, encode_leaf, encode_tile_leaf
 from pinlab.ct.merkle import MerkleTree
-from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
+from pinlab.ct.rows import POISON_OID, issuer_and_aki, rewrite_issuer, strip_extension, tbs_of
 from pinlab.ct.static import tile_path
 from pinlab.ct.sth import LogKey, SignedTreeHead, checkpoint_text, digitally_sign
 from pinlab.testbed.pki import CA, DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE, PrivateKey, PublicKey
@@ -37,6 +38,7 @@ from pinlab.testbed.pki import CA, DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE, Privat
 __all__ = ["Issued", "LocalLog"]
 
 _SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+_PRECERT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +95,16 @@ class LocalLog:
         return self._append(entry, encode_extra_data(chain))
 
     def add_precertificate(self, der: bytes, chain: Sequence[bytes], *, timestamp: int) -> int:
-        """Log a precertificate (poisoned, signed by ``chain[0]``) as a ``precert_entry``."""
+        """Log a precertificate (poisoned, signed by ``chain[0]``) as a ``precert_entry``.
+
+        When ``chain[0]`` is a Precertificate Signing Certificate the logged TBS takes its
+        issuer and authority key identifier, and the issuer key is ``chain[1]``'s (RFC 6962
+        section 3.2)."""
         tbs = strip_extension(tbs_of(der), POISON_OID)
-        issuer_key_hash = _spki_sha256(chain[0])
+        signing = is_precert_signing(chain[0])
+        if signing:
+            tbs = rewrite_issuer(tbs, *issuer_and_aki(chain[0]))
+        issuer_key_hash = _spki_sha256(chain[1] if signing else chain[0])
         leaf = encode_leaf(timestamp, der, tbs=tbs, issuer_key_hash=issuer_key_hash)
         entry = LogEntry(
             self.size, timestamp, EntryType.PRECERT, der, tuple(chain), leaf, tbs, issuer_key_hash
@@ -119,23 +128,57 @@ class LocalLog:
         not_before: Any = DEFAULT_NOT_BEFORE,
         not_after: Any = DEFAULT_NOT_AFTER,
         serial: int | None = None,
+        signer: CA | None = None,
     ) -> Issued:
         """Issue for ``hostnames`` the RFC 6962 way: build and log a precertificate, then
         build the final certificate with the log's SCT embedded (the final one is not
-        logged: call :meth:`add_certificate` to log it too)."""
+        logged: call :meth:`add_certificate` to log it too). With ``signer`` (from
+        :meth:`precert_signer`) that certificate signs the precertificate."""
         private = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         chain = tuple(c.der for c in ca.chain)
         serial = serial if serial is not None else x509.random_serial_number()
         builder = _builder(ca, hostnames, private.public_key(), serial, not_before, not_after)
-        precert = builder.add_extension(x509.PrecertPoison(), critical=True)
-        precert_der = _sign(precert, ca)
-        index = self.add_precertificate(precert_der, chain, timestamp=timestamp)
+        signing = signer if signer is not None else ca
+        precert = _builder(
+            signing, hostnames, private.public_key(), serial, not_before, not_after
+        ).add_extension(x509.PrecertPoison(), critical=True)
+        precert_der = _sign(precert, signing)
+        precert_chain = chain if signer is None else (signer.der, *chain)
+        index = self.add_precertificate(precert_der, precert_chain, timestamp=timestamp)
         sct = self.sct(index)
         sct_list = len(sct).to_bytes(2, "big") + sct
         sct_list = len(sct_list).to_bytes(2, "big") + sct_list
         value = b"\x04" + _der_length(len(sct_list)) + sct_list
         final = builder.add_extension(x509.UnrecognizedExtension(_SCT_OID, value), critical=False)
         return Issued(precert_der, _sign(final, ca), chain, index, timestamp)
+
+    @staticmethod
+    def precert_signer(ca: CA) -> CA:
+        """A Precertificate Signing Certificate of ``ca`` (RFC 6962 section 3.1): a CA
+        certificate with the Certificate Transparency EKU, allowed to sign ``ca``'s
+        precertificates and nothing else."""
+        private = ec.generate_private_key(ec.SECP256R1())
+        name = f"{ca.certificate.subject.rfc4514_string()} Precertificate Signing"
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name[:64])]))
+            .issuer_name(ca.certificate.subject)
+            .public_key(private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(DEFAULT_NOT_BEFORE)
+            .not_valid_after(DEFAULT_NOT_AFTER)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([_PRECERT_SIGNING_EKU]), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(private.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        )
+        certificate = x509.load_der_x509_certificate(_sign(builder, ca))
+        return CA(certificate, private, ca)
 
     def sth(self, size: int | None = None, *, timestamp: int | None = None) -> SignedTreeHead:
         """A signed tree head for the first ``size`` entries (all by default)."""
