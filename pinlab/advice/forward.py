@@ -344,7 +344,9 @@ def scenario_summary(replayed: pd.DataFrame, *, baseline: str | None = None) -> 
     """
     tables = []
     for name, group in replayed.groupby("scenario", sort=False):
-        summary = PinSurvival().fit(group).summary
+        # forward_replay already pins on its release calendar (or at every observation
+        # when asked to): the fit must not thin the rows again.
+        summary = PinSurvival(release_every=None).fit(group).summary
         tables.append(summary.assign(scenario=name))
     if not tables:
         return pd.DataFrame()

@@ -110,7 +110,8 @@ def recommend(
         catalog=catalog if catalog is not None else CaCatalog.build(chains),
     )  # fmt: skip
     by_time = {(c.lineage, c.observed_at): c for c in own}
-    survival = PinSurvival().fit(replayed)
+    # One host: every pin of its history, weighted alike (no hosts to resample).
+    survival = PinSurvival(release_every=None, bootstrap=0).fit(replayed)
     rows = []
     for name in names:
         group = replayed[replayed["strategy"] == name]

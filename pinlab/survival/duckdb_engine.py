@@ -48,7 +48,10 @@ from pinlab.verify import TrustStore
 
 __all__ = ["COUNT_COLUMNS", "ScaleReplay", "anchor_frame", "replay_store"]
 
-COUNT_COLUMNS = ["strategy", "semantics", "days_survived", "broken", "pins"]
+COUNT_COLUMNS = [
+    "strategy", "semantics", "days_survived", "broken", "death_lower_days",
+    "death_upper_days", "pins",
+]  # fmt: skip
 _DAY_US = 86_400e6
 
 Progress = Callable[[int, int], None]
@@ -195,6 +198,8 @@ def _replay_batches(
             verified=table.column("verified").combine_chunks(),
             leaf=table.column("leaf").to_numpy(),
             organisation=table.column("organisation").to_numpy(),
+            leaf_not_before=table.column("nb").to_numpy(),
+            leaf_not_after=table.column("na").to_numpy(),
         )
         outcomes = replay_batch(batch, prepared.catalog, plan)
         counts.append(_count(outcomes, batch))
@@ -203,7 +208,7 @@ def _replay_batches(
         timelines = batch.timeline
         result.timelines += int(np.count_nonzero(timelines[1:] != timelines[:-1])) + 1
         if folder is not None:
-            rows = _rows(table, outcomes)
+            rows = _rows(table, batch, outcomes)
             path = folder / f"part-{number:05d}.parquet"
             with write_atomic(path) as temporary:
                 pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), temporary)
@@ -212,17 +217,25 @@ def _replay_batches(
             progress(result.observations, total)
     if counts:
         merged = pd.concat(counts, ignore_index=True)
-        keys = ["strategy", "semantics", "days_survived", "broken"]
-        result.counts = merged.groupby(keys, sort=True)["pins"].sum().reset_index()
+        keys = COUNT_COLUMNS[:-1]
+        result.counts = merged.groupby(keys, sort=True, dropna=False)["pins"].sum().reset_index()
     return result
 
 
 def _count(outcomes: dict[tuple[str, str], PinOutcome], batch: Batch) -> pd.DataFrame:
     frames = []
     for (name, mode), outcome in outcomes.items():
-        days = np.maximum(outcome.end_at - batch.at[outcome.index], 0) / _DAY_US
-        frame = pd.DataFrame({"days_survived": days, "broken": outcome.broken})
-        grouped = frame.groupby(["days_survived", "broken"], as_index=False).size()
+        pinned_us = batch.at[outcome.index]
+        lower, upper = _death_bounds(batch, outcome, pinned_us)
+        broken = outcome.broken
+        frame = pd.DataFrame({
+            "days_survived": np.maximum(outcome.end_at - pinned_us, 0) / _DAY_US,
+            "broken": broken,
+            "death_lower_days": np.where(broken, lower, np.nan),
+            "death_upper_days": np.where(broken, upper, np.nan),
+        })  # fmt: skip
+        keys = ["days_survived", "broken", "death_lower_days", "death_upper_days"]
+        grouped = frame.groupby(keys, as_index=False, dropna=False).size()
         frames.append(
             grouped.rename(columns={"size": "pins"}).assign(strategy=name, semantics=mode)
         )
@@ -233,22 +246,50 @@ def _count(outcomes: dict[tuple[str, str], PinOutcome], batch: Batch) -> pd.Data
     )
 
 
-def _rows(table: pa.Table, outcomes: dict[tuple[str, str], PinOutcome]) -> pd.DataFrame:
-    """The batch's pins as replay rows."""
+def _rows(
+    table: pa.Table, batch: Batch, outcomes: dict[tuple[str, str], PinOutcome]
+) -> pd.DataFrame:
+    """The batch's pins as replay rows (the Python engine's columns and rules)."""
     frame = table.select(["host", "port", "sni", "lineage", "pinned_leaf", "t_us"]).to_pandas()
     pieces = []
     for (name, mode), outcome in outcomes.items():
         pinned = frame.iloc[outcome.index].reset_index(drop=True)
+        pinned_us = pinned["t_us"].to_numpy()
         broken = outcome.broken
-        broken_at = pd.Series(pd.to_datetime(outcome.broken_at, unit="us", utc=True))
+        lower, upper = _death_bounds(batch, outcome, pinned_us)
         pieces.append(pinned.assign(
             strategy=name, semantics=mode,
-            pinned_at=pd.to_datetime(pinned["t_us"], unit="us", utc=True),
-            broken_at=broken_at.where(broken),
-            days_survived=np.maximum(outcome.end_at - pinned["t_us"].to_numpy(), 0) / _DAY_US,
+            pinned_at=_timestamps(pinned_us),
+            broken_at=_timestamps(outcome.broken_at).where(broken),
+            days_survived=np.maximum(outcome.end_at - pinned_us, 0) / _DAY_US,
             broken=broken, checks=outcome.checks, legacy=False,
+            last_checked_at=_timestamps(outcome.end_at),
+            death_lower_days=pd.Series(lower).where(broken),
+            death_upper_days=pd.Series(upper).where(broken),
+            unchecked=outcome.unchecked,
         ))  # fmt: skip
     if not pieces:
         return pd.DataFrame(columns=REPLAY_COLUMNS)
     rows: pd.DataFrame = pd.concat(pieces, ignore_index=True)[REPLAY_COLUMNS]
     return rows
+
+
+def _timestamps(epoch_us: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(epoch_us, unit="us", utc=True))
+
+
+def _death_bounds(
+    batch: Batch, outcome: PinOutcome, pinned_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Days from the pin to the earliest and latest moment the server can have switched:
+    after the last passing check and the new leaf's notBefore, before the first failing
+    check and the old leaf's notAfter (meaningful where the pin broke)."""
+    passed = np.where(outcome.last_pass == outcome.index, pinned_us, batch.at[outcome.last_pass])
+    failing = batch.at[outcome.first_fail]
+    upper_us = np.minimum(failing, np.maximum(batch.leaf_not_after[outcome.last_pass], passed))
+    lower_us = np.maximum(passed, batch.leaf_not_before[outcome.first_fail])
+    lower_us = np.minimum(lower_us, upper_us)
+    return (
+        np.maximum(lower_us - pinned_us, 0) / _DAY_US,
+        np.maximum(upper_us - pinned_us, 0) / _DAY_US,
+    )

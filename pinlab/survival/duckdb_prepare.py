@@ -87,7 +87,7 @@ _VERIFIED = """(p.kids IS NOT NULL AND r.name_ok
     AND r.vat BETWEEN greatest(r.nb, p.nb) AND least(r.na, p.na))"""
 
 STREAM = f"""
-SELECT r.tl, r.t_us, r.lid AS leaf, coalesce(g.org, 0) AS organisation,
+SELECT r.tl, r.t_us, r.lid AS leaf, coalesce(g.org, 0) AS organisation, r.nb, r.na,
     list_prepend(r.kid, t.kids) AS presented,
     CASE WHEN {_VERIFIED} THEN list_prepend(r.kid, p.kids) END AS verified{{names}}
 FROM _replay_observations r

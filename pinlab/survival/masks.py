@@ -44,6 +44,9 @@ class Batch:
     verified: pa.ListArray
     leaf: np.ndarray
     organisation: np.ndarray
+    leaf_not_before: np.ndarray
+    """Epoch microseconds of each observation's leaf notBefore (death bounds)."""
+    leaf_not_after: np.ndarray
 
     def __len__(self) -> int:
         return len(self.at)
@@ -58,8 +61,14 @@ class PinOutcome:
     broken_at: np.ndarray
     """Epoch microseconds of the first chain the pins rejected; ``_NO_TIME``: never."""
     end_at: np.ndarray
-    """``broken_at``, or the timeline's last observation when the pins never broke."""
+    """``broken_at``, or the last observation that checked the pins (the pin time if none)."""
     checks: np.ndarray
+    last_pass: np.ndarray
+    """Index of the last observation the pins accepted; the pin's own index if none."""
+    unchecked: np.ndarray
+    """Observations in the follow-up whose chain could not be checked (did not validate)."""
+    first_fail: np.ndarray
+    """Index of the observation the pins rejected; the pin's own index if none."""
 
     @property
     def broken(self) -> np.ndarray:
@@ -125,8 +134,6 @@ class _Replayer:
         self.count = count = len(batch)
         self.line = _timeline_codes(batch.timeline)
         self.at = batch.at
-        last = np.r_[np.flatnonzero(self.line[1:] != self.line[:-1]), count - 1]
-        self.timeline_end = batch.at[last][self.line]
         flat = {
             "presented": _flatten(batch.presented, count),
             "verified": _flatten(batch.verified, count),
@@ -236,6 +243,9 @@ class _Replayer:
         present = self.chains[semantics].present
         broken_at = np.full(self.count, _NO_TIME, dtype=np.int64)
         checks = np.zeros(self.count, dtype=np.int64)
+        unchecked = np.zeros(self.count, dtype=np.int64)
+        last_pass = np.arange(self.count)
+        first_fail = np.arange(self.count)
         active = np.flatnonzero(taken)
         distance = 1
         while active.size:
@@ -246,17 +256,25 @@ class _Replayer:
             active, later = active[same], later[same]
             if not active.size:
                 break
-            considered = present[later] & (self.at[later] > self.at[active])
+            after = self.at[later] > self.at[active]
+            considered = present[later] & after
+            unchecked[active[~present[later] & after]] += 1
             accepted = ((pins[:, active] & chains[:, later]) != 0).any(axis=0)
             checks[active[considered]] += 1
+            passed = considered & accepted
+            last_pass[active[passed]] = later[passed]
             broke = considered & ~accepted
             broken_at[active[broke]] = self.at[later[broke]]
+            first_fail[active[broke]] = later[broke]
             active = active[~broke]
             distance += 1
         index = np.flatnonzero(taken)
         broken = broken_at[index]
-        end_at = np.where(broken != _NO_TIME, broken, self.timeline_end[index])
-        return PinOutcome(index, broken, end_at, checks[index])
+        end_at = np.where(broken != _NO_TIME, broken, self.at[last_pass[index]])
+        return PinOutcome(
+            index, broken, end_at, checks[index], last_pass[index], unchecked[index],
+            first_fail[index],
+        )  # fmt: skip
 
 
 def replay_batch(

@@ -15,6 +15,7 @@ the server sent it is used.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from pinlab.survival.rules import (
     SHA1_ERA_END,
     STRATEGIES,
     CaCatalog,
+    Matcher,
     ObservedChain,
     ScanAnchors,
     strategy,
@@ -41,8 +43,17 @@ __all__ = ["REPLAY_COLUMNS", "TrustStores", "observed_chains", "replay"]
 
 REPLAY_COLUMNS = [
     "host", "port", "sni", "lineage", "strategy", "semantics", "pinned_at", "broken_at",
-    "days_survived", "broken", "pinned_leaf", "checks", "legacy",
+    "days_survived", "broken", "pinned_leaf", "checks", "legacy", "last_checked_at",
+    "death_lower_days", "death_upper_days", "unchecked",
 ]  # fmt: skip
+"""One row per pin. ``days_survived`` runs to ``broken_at`` (the first observation the pins
+rejected) or, censored, to ``last_checked_at`` (the last observation that checked the pins,
+never later; the pin time when none did). A death lies between the last passing and the
+first failing observation, narrowed by certificate dates (the server cannot have switched
+before the new leaf's notBefore, nor kept the old leaf past its notAfter):
+``death_lower_days``/``death_upper_days``, empty when censored. ``unchecked`` counts the
+observations in the pin's follow-up whose chain could not be checked (it did not validate,
+under verified semantics)."""
 
 TrustStores = TrustStore | Callable[[datetime], TrustStore]
 
@@ -217,33 +228,77 @@ def replay(
                     matcher = chosen_strategy.derive(timeline, index, mode, catalog)
                     if matcher is None:
                         continue
-                    broken_at, checks = None, 0
-                    for later in timeline[index + 1 :]:
-                        if later.observed_at <= pinned_at:
-                            continue
-                        chain = later.chain(mode)
-                        if chain is None:
-                            continue
-                        checks += 1
-                        if not matcher.accepts(chain, later.observed_at):
-                            broken_at = later.observed_at
-                            break
-                    end = broken_at or timeline[-1].observed_at
                     pinned = timeline[index]
+                    followed = _follow(timeline, index, pinned_at, mode, matcher)
                     rows.append({
                         "host": pinned.host, "port": pinned.port, "sni": pinned.sni,
                         "lineage": pinned.lineage,
                         "strategy": chosen_strategy.name, "semantics": mode.value,
-                        "pinned_at": pinned_at, "broken_at": broken_at,
-                        "days_survived": max((end - pinned_at).total_seconds(), 0) / 86400,
-                        "broken": broken_at is not None,
-                        "pinned_leaf": pinned.presented[0].sha256, "checks": checks,
-                        "legacy": pinned.legacy,
+                        "pinned_at": pinned_at, "pinned_leaf": pinned.presented[0].sha256,
+                        "legacy": pinned.legacy, **followed.row(pinned, pinned_at),
                     })  # fmt: skip
     frame = pd.DataFrame.from_records(rows, columns=REPLAY_COLUMNS)
-    for column in ("pinned_at", "broken_at"):
+    for column in ("pinned_at", "broken_at", "last_checked_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
+
+
+@dataclass(frozen=True, slots=True)
+class _Followed:
+    """What happened to one pin after it was taken."""
+
+    checks: int
+    unchecked: int
+    last_pass: ObservedChain | None
+    broke: ObservedChain | None
+
+    def row(self, pinned: ObservedChain, pinned_at: datetime) -> dict[str, Any]:
+        def days(at: datetime) -> float:
+            return max((at - pinned_at).total_seconds(), 0) / 86400
+
+        lower = upper = last_checked = None
+        if self.broke is not None:
+            last_checked = self.broke.observed_at
+            passed = self.last_pass.observed_at if self.last_pass else pinned_at
+            old_leaf = (self.last_pass or pinned).presented[0]
+            upper = days(min(self.broke.observed_at, max(old_leaf.not_after, passed)))
+            lower = min(days(max(passed, self.broke.presented[0].not_before)), upper)
+        else:
+            last_checked = self.last_pass.observed_at if self.last_pass else pinned_at
+        return {
+            "broken_at": self.broke.observed_at if self.broke else None,
+            "days_survived": days(last_checked),
+            "broken": self.broke is not None,
+            "checks": self.checks,
+            "last_checked_at": last_checked,
+            "death_lower_days": lower,
+            "death_upper_days": upper,
+            "unchecked": self.unchecked,
+        }
+
+
+def _follow(
+    timeline: Sequence[ObservedChain],
+    index: int,
+    pinned_at: datetime,
+    mode: Semantics,
+    matcher: Matcher,
+) -> _Followed:
+    """Walk the observations after the pin until the pins reject one."""
+    checks = unchecked = 0
+    last_pass: ObservedChain | None = None
+    for later in timeline[index + 1 :]:
+        if later.observed_at <= pinned_at:
+            continue
+        chain = later.chain(mode)
+        if chain is None:
+            unchecked += 1
+            continue
+        checks += 1
+        if not matcher.accepts(chain, later.observed_at):
+            return _Followed(checks, unchecked, last_pass, later)
+        last_pass = later
+    return _Followed(checks, unchecked, last_pass, None)
 
 
 def _timelines(chains: Sequence[ObservedChain]) -> list[list[ObservedChain]]:
