@@ -94,7 +94,7 @@ class Advice:
     def history(self) -> str:
         """One line on the data behind the advice."""
         base = (
-            f"{self.observations} observations over {self.followup_days:.0f} days, "
+            f"{self.observations} observations over {int(self.followup_days)} days, "
             f"validated {self.validated} of {self.observations}"
         )
         if self.ranked:
@@ -281,7 +281,7 @@ def _explain(
     span = float(group["days_survived"].max())
     pins = row["pins"]
     if row["breaks"] == 0:
-        outcome = f"no break in {span:.0f} days observed ({pins} pins)"
+        outcome = f"no break in {int(span)} days observed ({pins} pins)"
     else:
         top = "; ".join(f"{cause} ({n}x)" for cause, n in causes.most_common(2))
         median = row["median_days"]
@@ -295,11 +295,11 @@ def _explain(
     else:
         followed = int((group["days_survived"] >= reach).sum())
         share = (
-            f"{row['survival_at_reach']:.0%} held at {reach:.0f} days (Kaplan-Meier; "
+            f"{row['survival_at_reach']:.0%} held at {int(reach)} days (Kaplan-Meier; "
             f"{followed} of {pins} pins followed that long)"
         )
         verdict = share + (
-            f" (the data follows {reach:.0f} days, short of the {horizon_days:.0f}-day horizon)"
+            f" (the data follows {int(reach)} days, short of the {horizon_days:.0f}-day horizon)"
             if reach < horizon_days
             else ""
         )

@@ -82,7 +82,7 @@ def _print_advice(advice: Advice, described: str, horizon: float) -> None:
     _say(f"{advice.host}: {advice.history}")
     if advice.ranked:
         reach = min(horizon, advice.followup_days)
-        _say(f"pin sets ranked over {reach:.0f} days (horizon {horizon:.0f}), each with a backup:")
+        _say(f"pin sets ranked over {int(reach)} days (horizon {horizon:.0f}), each with a backup:")
     else:
         _say("pin sets, unranked (ordered by protection alone), each with a backup:")
     for row in advice.table.itertuples():

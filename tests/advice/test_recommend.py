@@ -214,13 +214,16 @@ def test_cli_recommend_prints_the_store_and_the_follow_up(real_db: Path) -> None
     # The trust store and what it validated are part of the answer, on stdout.
     assert lines[0].startswith(f"trust store: {certifi.where()} for every date; validated ")
     assert lines[0].endswith(" of 5 observations of agilebits.com")
-    assert lines[1].startswith("agilebits.com: 5 observations over 305 days")
-    assert "ranked over 305 days (horizon 365)" in lines[2]
+    assert lines[1].startswith("agilebits.com: 5 observations over 304 days")
+    assert "ranked over 304 days (horizon 365)" in lines[2]
     ranked = [line for line in lines if line[:2] in {"1.", "2.", "3.", "4."}]
     assert len(ranked) == 4
     assert all(" 365 days" not in line or "short of" in line for line in ranked)
     assert not any("100%" in line and " pins" not in line for line in ranked)
-    assert "no break in 305 days observed" in "\n".join(ranked)
+    assert "no break in 304 days observed" in "\n".join(ranked)
+    # Days are floored, as audit counts them: never a day past the data.
+    check = next(line for line in lines if line.startswith("this set over the history"))
+    assert "no break in 304 days observed" in check
 
 
 def test_cli_recommend_unranked(real_db: Path) -> None:
