@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "MalformedCertificateError",
+    "MalformedKeyError",
     "MalformedPinError",
     "PinlabError",
     "TargetError",
@@ -21,6 +22,10 @@ class PinlabError(Exception):
 
 class MalformedCertificateError(PinlabError, ValueError):
     """Bytes that should hold a certificate (PEM, DER or PKCS#7) do not."""
+
+
+class MalformedKeyError(PinlabError, ValueError):
+    """Bytes that should hold a public key (PEM ``PUBLIC KEY``, DER SPKI) do not."""
 
 
 class MalformedPinError(PinlabError, ValueError):

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from pinlab.certs import Certificate
-from pinlab.errors import MalformedPinError
+from pinlab.cli import app
+from pinlab.errors import MalformedKeyError, MalformedPinError
+from pinlab.keys import load_public_key_file
 from pinlab.pins import CheckStatus, Pin, PinSet, Semantics
-from pinlab.testbed.pki import CA, KeyType
+from pinlab.testbed.pki import CA, KeyType, pooled_key
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 
@@ -205,3 +211,64 @@ def test_host_patterns(pattern: str, host: str, applies: bool) -> None:
 
 def test_no_host_pattern_applies_everywhere() -> None:
     assert PinSet.of([Pin("sha256", b"\0" * 32)]).applies_to("anything.example")
+
+
+# -- pins of bare public keys (a backup key before it has a certificate) -------------------
+
+
+@pytest.mark.parametrize("key_type", [KeyType.RSA2048, KeyType.P256])
+@pytest.mark.parametrize("encoding", ["pem", "der"])
+def test_a_bare_public_key_pins_like_a_certificate_for_it(
+    key_type: KeyType, encoding: str, tmp_path: Path
+) -> None:
+    leaf = CA.root("Key Root").issue_leaf("key.example", key=pooled_key(key_type, 7))
+    public = leaf.private_key.public_key()
+    if encoding == "pem":
+        data = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    else:
+        data = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    path = tmp_path / f"backup.{encoding}"
+    path.write_bytes(data)
+    assert load_public_key_file(path).pin == leaf.record.pin
+    runner = CliRunner()
+    result = runner.invoke(app, ["pins", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["pin"] == leaf.record.pin
+    assert row["key"] == ("P-256" if key_type is KeyType.P256 else "RSA-2048")
+    text = runner.invoke(app, ["pins", str(path)])
+    assert text.exit_code == 0
+    assert leaf.record.pin in text.stdout
+
+
+def test_a_der_key_is_hashed_exactly_as_the_file_encodes_it(tmp_path: Path) -> None:
+    der = (
+        pooled_key(KeyType.P256, 8)
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    expected = "sha256/" + b64(hashlib.sha256(der).digest())
+    path = tmp_path / "key.der"
+    path.write_bytes(der)
+    assert load_public_key_file(path).pin == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("cut.pem", b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+         b"-----END PUBLIC KEY-----\n"),
+        ("junk.der", b"\x30\x03\x02\x01\x00"),
+    ],
+)  # fmt: skip
+def test_a_malformed_key_file_is_one_line_and_exit_2(
+    name: str, data: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(MalformedKeyError):
+        load_public_key_file(path)
+    result = CliRunner().invoke(app, ["pins", str(path)])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"pinlab: error: {path}: ")

@@ -1,13 +1,17 @@
-"""Which pinning strategy for this host? Survival weighed against protection.
+"""Which pin set for this host? Survival weighed against protection, within the data.
 
-A pin protects by what it refuses: a leaf key pin refuses every certificate the host's own
-key did not sign for, even one a trusted CA mis-issued; an intermediate pin refuses what
-other issuing CAs sign; a root pin only what other roots sign; a CA-set pin only other CA
-organisations. A pin costs by when it breaks: the narrower it is, the sooner the host's
-renewals break it. :func:`recommend` replays the host's history (verified-chain semantics,
-the only safe ones) and ranks the strategies: first those whose pins survived ``horizon``
-days (Kaplan-Meier estimate at least ``min_survival``), strongest protection first; then
-those that broke, longest-lived first. Each row explains its place in one line.
+A pin protects by what it refuses and costs by when it breaks. :func:`advise` replays the
+host's history (verified-chain semantics, the only safe ones) with the backup-holding pin
+sets of :mod:`pinlab.advice.pinset` (never one key: RFC 7469 §4.3, TrustKit's two-pin
+rule), and ranks them: first those that held over the horizon, or over the follow-up the
+data has when that is shorter, strongest protection first; then those that broke,
+longest-lived first. Nothing is claimed past the follow-up (last validated observation
+minus first); a host with fewer than two validated observations, or none apart in time, is
+not ranked: its pin set is still suggested, labelled unranked.
+
+The suggested pin set is taken from the chains the host serves now (its latest validated
+observation, every lineage served then) and checked against the whole history with
+:func:`pinlab.advice.audit.score`, the audit's own scoring, so both say the same.
 
 Helpers shared with :mod:`pinlab.advice.audit` read a store's frames for a few hosts without
 validating the whole store (:func:`host_chains`, :func:`catalog_from_frames`).
@@ -23,11 +27,13 @@ from typing import Any
 
 import pandas as pd
 
+from pinlab.advice.audit import score
+from pinlab.advice.model import PinConfig, PinRule
+from pinlab.advice.pinset import CANDIDATES, Candidate, SuggestedPin, suggest_pins
 from pinlab.certs import Certificate
 from pinlab.errors import MalformedCertificateError, PinlabError
-from pinlab.pins import Semantics
+from pinlab.pins import Pin, Semantics
 from pinlab.survival import (
-    STRATEGIES,
     CaCatalog,
     ObservedChain,
     PinSurvival,
@@ -38,10 +44,10 @@ from pinlab.survival import (
 
 __all__ = [
     "DEFAULT_HORIZON_DAYS",
-    "PROTECTION",
     "RECOMMENDATION_COLUMNS",
+    "Advice",
     "NoHistoryError",
-    "Protection",
+    "advise",
     "catalog_from_frames",
     "host_chains",
     "recommend",
@@ -53,8 +59,10 @@ DEFAULT_HORIZON_DAYS = 365.0
 
 RECOMMENDATION_COLUMNS = [
     "rank", "strategy", "protection", "level", "pins", "breaks", "median_days",
-    "survival_at_horizon", "survives", "explanation",
+    "reach_days", "survival_at_reach", "held", "backup", "pin_set", "explanation",
 ]  # fmt: skip
+"""``reach_days``: the horizon, or the follow-up when the data is shorter; ``pin_set``: the
+suggested pins (:class:`~pinlab.advice.pinset.SuggestedPin`); ``backup``: two keys or more."""
 
 
 class NoHistoryError(PinlabError, LookupError):
@@ -62,24 +70,36 @@ class NoHistoryError(PinlabError, LookupError):
 
 
 @dataclass(frozen=True, slots=True)
-class Protection:
-    """What a strategy's pins refuse: ``level`` 4 (leaf) down to 1 (CA organisation)."""
+class Advice:
+    """What :func:`advise` found: the ranked table, the suggested set and its check."""
 
-    level: int
-    scope: str
-    refuses: str
+    host: str
+    table: pd.DataFrame
+    observations: int
+    """Observations of the host with a chain (ok status)."""
+    validated: int
+    """Of those, how many validated against the trust store used."""
+    followup_days: float
+    """Last validated observation minus the first, in the longest-followed lineage."""
+    ranked: bool
+    top: str
+    """The candidate whose pin set is suggested."""
+    pin_set: tuple[SuggestedPin, ...]
+    pinned_from: datetime
+    """When the chains the set is taken from were observed (the latest validated)."""
+    check: dict[str, Any]
+    """:func:`pinlab.advice.audit.score`'s row for the suggested set over the history."""
 
-
-PROTECTION: dict[str, Protection] = {
-    "leaf-spki": Protection(4, "leaf", "refuses any certificate not for the host's own key"),
-    "leaf+backup": Protection(4, "leaf", "refuses all but the host's key and its planned next"),
-    "cert": Protection(4, "leaf", "refuses all but this very certificate"),
-    "intermediate-spki": Protection(3, "intermediate", "refuses other issuing CAs"),
-    "root-spki": Protection(2, "root", "refuses only chains to other roots"),
-    "any-in-chain": Protection(2, "root", "as weak as its root pin: any chain to that root"),
-    "ca-set": Protection(1, "ca-set", "refuses only other CA organisations"),
-}
-"""Protection of each strategy of :data:`pinlab.survival.STRATEGIES`."""
+    @property
+    def history(self) -> str:
+        """One line on the data behind the advice."""
+        base = (
+            f"{self.observations} observations over {int(self.followup_days)} days, "
+            f"validated {self.validated} of {self.observations}"
+        )
+        if self.ranked:
+            return base
+        return f"not enough history to rank: {base}"
 
 
 def recommend(
@@ -89,9 +109,22 @@ def recommend(
     horizon_days: float = DEFAULT_HORIZON_DAYS,
     min_survival: float = 0.9,
     catalog: CaCatalog | None = None,
-    strategies: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Strategies for ``host`` ranked by protection among those that survive its history.
+    """The ranked table of :func:`advise` (rank is empty when the history is too short)."""
+    return advise(
+        chains, host, horizon_days=horizon_days, min_survival=min_survival, catalog=catalog
+    ).table
+
+
+def advise(
+    chains: Sequence[ObservedChain],
+    host: str,
+    *,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
+    min_survival: float = 0.9,
+    catalog: CaCatalog | None = None,
+) -> Advice:
+    """Backup-holding pin sets for ``host``, ranked within the follow-up its data has.
 
     ``chains`` holds at least the host's observations; ``catalog`` (for ``ca-set``)
     defaults to the CA keys of ``chains``.
@@ -99,49 +132,87 @@ def recommend(
     own = [c for c in chains if c.host == host]
     if not own:
         raise NoHistoryError(f"no observation of {host!r}; hosts: {_some_hosts(chains)}")
-    if not any(c.verified for c in own):
+    valid = sorted((c for c in own if c.verified), key=lambda c: c.observed_at)
+    if not valid:
         raise NoHistoryError(
             f"none of the {len(own)} observations of {host!r} validated: nothing a client "
             "would have pinned (try a trust store of that time with --truststores)"
         )
-    names = list(strategies) if strategies else list(STRATEGIES)
+    catalog = catalog if catalog is not None else CaCatalog.build(chains)
+    followup = _followup_days(valid)
+    ranked = len(valid) >= 2 and followup > 0
+    reach = min(horizon_days, followup)
+    # Only validated chains: a pin is censored at the last observation that checked it.
     replayed = replay(
-        own, strategies=names, semantics=[Semantics.VERIFIED],
-        catalog=catalog if catalog is not None else CaCatalog.build(chains),
+        valid, strategies=[c.strategy for c in CANDIDATES.values()],
+        semantics=[Semantics.VERIFIED], catalog=catalog,
     )  # fmt: skip
-    by_time = {(c.lineage, c.observed_at): c for c in own}
     # One host: every pin of its history, weighted alike (no hosts to resample).
     survival = PinSurvival(release_every=None, bootstrap=0).fit(replayed)
+    by_time = {(c.lineage, c.observed_at): c for c in own}
+    latest = [c for c in valid if c.observed_at == valid[-1].observed_at]
+    known = {x.spki_sha256: x for c in chains for x in c.presented + (c.verified or ())}
     rows = []
-    for name in names:
-        group = replayed[replayed["strategy"] == name]
-        if group.empty:
+    for order, candidate in enumerate(CANDIDATES.values()):
+        group = replayed[replayed["strategy"] == candidate.name]
+        pin_set = suggest_pins(candidate, latest, catalog, known)
+        if group.empty or not pin_set:
             continue
-        fitter = survival.fitters_[(name, Semantics.VERIFIED.value)]
-        at_horizon = float(fitter.predict(horizon_days))
-        protection = PROTECTION[name]
-        breaks = int(group["broken"].sum())
+        fitter = survival.fitters_[(candidate.name, Semantics.VERIFIED.value)]
+        at_reach = float(fitter.predict(reach))
         row = {
-            "strategy": name, "protection": protection.scope, "level": protection.level,
-            "pins": len(group), "breaks": breaks,
-            "median_days": float(fitter.median_survival_time_),
-            "survival_at_horizon": at_horizon, "survives": at_horizon >= min_survival,
-            "order": list(PROTECTION).index(name),
+            "strategy": candidate.name, "protection": candidate.scope, "level": candidate.level,
+            "pins": len(group), "breaks": int(group["broken"].sum()),
+            "median_days": float(fitter.median_survival_time_), "reach_days": reach,
+            "survival_at_reach": at_reach, "held": ranked and at_reach >= min_survival,
+            "backup": len(pin_set) >= 2, "pin_set": pin_set, "order": order,
         }  # fmt: skip
-        causes = _causes(group, by_time, name)
-        row["explanation"] = _explain(row, protection, causes, horizon_days, group)
+        causes = _causes(group, by_time, candidate.name)
+        row["explanation"] = _explain(row, candidate, causes, horizon_days, group)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    # Survivors by protection; the rest by how long they lasted, protection breaking ties.
-    table["first"] = table["level"].where(table["survives"], table["survival_at_horizon"])
-    table["second"] = table["survival_at_horizon"].where(table["survives"], table["median_days"])
-    table["third"] = table["median_days"].where(table["survives"], table["level"])
-    table = table.sort_values(
-        ["survives", "first", "second", "third", "order"],
-        ascending=[False, False, False, False, True],
-    )
-    table.insert(0, "rank", range(1, len(table) + 1))
-    return table[RECOMMENDATION_COLUMNS].reset_index(drop=True)
+    table = _rank(pd.DataFrame(rows), ranked)
+    top = table.iloc[0]
+    pin_set = tuple(top["pin_set"])
+    check = {str(k): v for k, v in score(_config(host, pin_set), valid).iloc[0].items()}
+    return Advice(
+        host, table, len(own), len(valid), followup, ranked, str(top["strategy"]), pin_set,
+        valid[-1].observed_at, check,
+    )  # fmt: skip
+
+
+def _followup_days(valid: Sequence[ObservedChain]) -> float:
+    """The longest a pin was followed: last minus first validated chain of one lineage.
+
+    Lineages served side by side are separate clients (an RSA pin never meets the ECDSA
+    leaf), so two lineages seen once each give no follow-up at all.
+    """
+    spans: dict[str, list[datetime]] = {}
+    for chain in valid:
+        spans.setdefault(chain.lineage, []).append(chain.observed_at)
+    return max((max(t) - min(t)).total_seconds() / 86400 for t in spans.values())
+
+
+def _rank(table: pd.DataFrame, ranked: bool) -> pd.DataFrame:
+    """Backup-holding sets first; then held by protection, the rest by how long they lasted."""
+    if ranked:
+        table["first"] = table["level"].where(table["held"], table["survival_at_reach"])
+        table["second"] = table["survival_at_reach"].where(table["held"], table["median_days"])
+        table["third"] = table["median_days"].where(table["held"], table["level"])
+        keys = ["backup", "held", "first", "second", "third", "order"]
+        ascending = [False, False, False, False, False, True]
+    else:
+        # No follow-up: nothing to weigh survival by; protection alone orders the sets.
+        keys, ascending = ["backup", "level", "order"], [False, False, True]
+    table = table.sort_values(keys, ascending=ascending).reset_index(drop=True)
+    ranks = list(range(1, len(table) + 1)) if ranked else [None] * len(table)
+    table.insert(0, "rank", pd.Series(ranks, dtype="Int64"))
+    return table[RECOMMENDATION_COLUMNS]
+
+
+def _config(host: str, pin_set: Sequence[SuggestedPin]) -> PinConfig:
+    """The suggested set as the configuration an app would ship (OkHttp, one host)."""
+    pins = tuple(Pin.parse(p.pin) for p in pin_set)
+    return PinConfig("recommend", host, (PinRule(host, False, pins=pins, where="recommend"),))
 
 
 def _some_hosts(chains: Sequence[ObservedChain]) -> str:
@@ -172,10 +243,8 @@ def _python_time(value: Any) -> datetime:
 
 
 _LOOKS_AT = {
-    "cert": ("leaf", "issuer", "root"),
-    "leaf-spki": ("leaf", "issuer", "root"),
-    "leaf+backup": ("leaf", "issuer", "root"),
-    "intermediate-spki": ("issuer", "root", "leaf"),
+    # A set breaks only when every pin misses: the change of its widest pin is the cause.
+    "leaf+issuer": ("issuer", "root", "leaf"),
 }
 
 
@@ -205,25 +274,40 @@ def _cn(certificate: Certificate) -> str:
 
 def _explain(
     row: dict[str, Any],
-    protection: Protection,
+    candidate: Candidate,
     causes: Counter[str],
     horizon_days: float,
     group: pd.DataFrame,
 ) -> str:
     span = float(group["days_survived"].max())
+    pins = row["pins"]
     if row["breaks"] == 0:
-        outcome = f"never broke ({row['pins']} pins, up to {span:.0f} days)"
+        outcome = f"no break in {int(span)} days observed ({pins} pins)"
     else:
         top = "; ".join(f"{cause} ({n}x)" for cause, n in causes.most_common(2))
-        outcome = (
-            f"broke {row['breaks']} of {row['pins']} pins, median {row['median_days']:.0f} "
-            f"days" + (f", at {top}" if top else "")
+        median = row["median_days"]
+        typical = f"median {median:.0f} days" if median != float("inf") else "median not reached"
+        outcome = f"broke {row['breaks']} of {pins} pins, {typical}" + (
+            f", at {top}" if top else ""
         )
-    verdict = (
-        "survives" if row["survives"] else "would not survive"
-    ) + f" {horizon_days:.0f} days ({row['survival_at_horizon']:.0%})"
-    note = " Needs the next key generated in advance." if row["strategy"] == "leaf+backup" else ""
-    return f"{protection.scope} pin, {protection.refuses}; {outcome}; {verdict}.{note}"
+    reach = row["reach_days"]
+    if reach <= 0:
+        verdict = "no follow-up: not ranked"
+    else:
+        followed = int((group["days_survived"] >= reach).sum())
+        share = (
+            f"{row['survival_at_reach']:.0%} held at {int(reach)} days (Kaplan-Meier; "
+            f"{followed} of {pins} pins followed that long)"
+        )
+        verdict = share + (
+            f" (the data follows {int(reach)} days, short of the {horizon_days:.0f}-day horizon)"
+            if reach < horizon_days
+            else ""
+        )
+    return (
+        f"{candidate.scope} protection, {candidate.refuses}; {candidate.pairing}; "
+        f"{outcome}; {verdict}."
+    )
 
 
 def host_chains(

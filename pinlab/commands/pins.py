@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 
-from pinlab.certs import Certificate, load_certificate_file
+from pinlab.certs import Certificate, load_certificate_file, load_certificates
 from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
 from pinlab.collect.tls import HandshakeError, handshake
 from pinlab.commands._common import console, parse_time, trust_store, usage_errors
-from pinlab.errors import MalformedCertificateError
+from pinlab.errors import MalformedCertificateError, MalformedKeyError
+from pinlab.keys import PublicKeyPin, is_public_key, load_public_key
 from pinlab.pins import CheckStatus, PinSet, Semantics
 from pinlab.verify import verify_chain
 
@@ -94,20 +95,30 @@ def _is_ip(name: str) -> bool:
 
 
 def pins_command(
-    target: Annotated[str, typer.Argument(help="host[:port], or a PEM/DER/PKCS#7 file.")],
+    target: Annotated[
+        str,
+        typer.Argument(help="host[:port], or a certificate (PEM/DER/PKCS#7) or public key file."),
+    ],
     sni: SniOption = None,
     ca_file: CaFileOption = None,
     at: AtOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
     timeout: TimeoutOption = 10.0,
 ) -> None:
-    """List the pins of every certificate a host serves, or a file holds.
+    """List the pins of every certificate a host serves, or a file holds, or of a public key.
+
+    A PEM ``PUBLIC KEY`` or DER SubjectPublicKeyInfo file gives that key's pin: the pin
+    of a backup key that has no certificate yet.
 
     When the chain validates, the verified path is listed (with roots added from the
     trust store), followed by any presented certificate the path did not use.
     """
     with usage_errors():
         when = parse_time(at)
+        key = _key_file(Path(target)) if Path(target).is_file() else None
+        if key is not None:
+            _print_key(target, key, as_json)
+            return
         if Path(target).is_file():
             presented, hostname = load_certificate_file(target), None
         elif Path(target).suffix.lower() in {".pem", ".der", ".crt", ".cer", ".p7b", ".p7c"}:
@@ -129,6 +140,45 @@ def pins_command(
         )
     if not verification.ok:
         console.print(f"no verified path at {when.isoformat()}: {verification.error}")
+
+
+def _key_file(path: Path) -> PublicKeyPin | None:
+    """The public key a file holds, or None when it should be read as certificates.
+
+    PEM says what it holds; a DER file is a certificate (or PKCS#7) first, then an SPKI.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # load_certificate_file reports it
+    if is_public_key(data):
+        return load_public_key(data, source=str(path))
+    if b"-----BEGIN" in data:
+        return None
+    try:
+        load_certificates(data, source=str(path))
+    except MalformedCertificateError:
+        try:
+            return load_public_key(data, source=str(path))
+        except MalformedKeyError:
+            raise MalformedKeyError(
+                f"{path}: neither a certificate (PEM, DER, PKCS#7) nor a public key "
+                "(PEM PUBLIC KEY, DER SubjectPublicKeyInfo)"
+            ) from None
+    return None
+
+
+def _print_key(target: str, key: PublicKeyPin, as_json: bool) -> None:
+    if as_json:
+        row = {"position": 0, "role": "key", "source": "file", "pin": key.pin, "key": key.label}
+        typer.echo(json.dumps([row], indent=2))
+        return
+    # A file name is data: printed as is, never as markup.
+    console.print(
+        f"0  key          file        {key.pin}  {key.label} public key ({target}), "
+        "no certificate: pin it as a backup",
+        markup=False, highlight=False,
+    )  # fmt: skip
 
 
 def _rows(presented: list[Certificate], path: tuple[Certificate, ...]) -> list[ChainRow]:

@@ -1,4 +1,4 @@
-"""``pinlab recommend`` (what to pin for a host) and ``pinlab audit`` (check a pin config)."""
+"""``pinlab recommend`` (a pin set with a backup for a host), ``pinlab audit`` (check one)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ import pandas as pd
 import typer
 
 from pinlab.advice import PinConfig, lint, parse_config, score
+from pinlab.advice.pinset import okhttp_snippet
 from pinlab.advice.platforms import govern
 from pinlab.advice.recommend import (
     DEFAULT_HORIZON_DAYS,
+    Advice,
+    advise,
     catalog_from_frames,
     host_chains,
-    recommend,
 )
 from pinlab.certs import load_certificate_file
 from pinlab.commands._common import (
     console,
-    err_console,
     load_store_frames,
     parse_time,
     usage_errors,
@@ -47,12 +48,12 @@ def recommend_command(
     host: Annotated[str, typer.Argument(help="The host, as stored.")],
     db: DbOption = DEFAULT_DB,
     horizon: Annotated[
-        float, typer.Option("--horizon", help="Days a pin must survive.")
+        float, typer.Option("--horizon", help="Days a pin set should hold.")
     ] = DEFAULT_HORIZON_DAYS,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
 ) -> None:
-    """Rank pinning strategies for HOST from its history: protection among survivors."""
+    """Suggest a pin set with a backup for HOST, ranked within the history the store has."""
     with usage_errors():
         stores, described = choose_trust_stores(ca_file, truststores)
         observations, certificates, scans = load_store_frames(db)
@@ -64,15 +65,42 @@ def recommend_command(
                 f"no observation of {host!r} in {db}; hosts: {', '.join(hosts[:10]) or 'none'}"
                 + (f" and {len(hosts) - 10} more" if len(hosts) > 10 else "")
             )
-        ranked = recommend(chains, host, horizon_days=horizon, catalog=catalog)
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
-    console.print(f"{host}: strategies ranked for a {horizon:.0f}-day horizon", markup=False)
-    for row in ranked.itertuples():
-        mark = "ok " if row.survives else "-- "
-        console.print(
-            f"{row.rank}. {mark}{row.strategy:<18} {row.explanation}",
-            markup=False, highlight=False,
-        )  # fmt: skip
+        advice = advise(chains, host, horizon_days=horizon, catalog=catalog)
+    _print_advice(advice, described, horizon)
+
+
+def _say(text: str) -> None:
+    console.print(_clean(text), markup=False, highlight=False)
+
+
+def _print_advice(advice: Advice, described: str, horizon: float) -> None:
+    # The trust store decides what counts as history: it belongs on stdout, with its effect.
+    _say(
+        f"trust store: {described}; validated {advice.validated} of {advice.observations} "
+        f"observations of {advice.host}"
+    )
+    _say(f"{advice.host}: {advice.history}")
+    if advice.ranked:
+        reach = min(horizon, advice.followup_days)
+        _say(f"pin sets ranked over {int(reach)} days (horizon {horizon:.0f}), each with a backup:")
+    else:
+        _say("pin sets, unranked (ordered by protection alone), each with a backup:")
+    for row in advice.table.itertuples():
+        place = f"{row.rank}." if advice.ranked else "-"
+        mark = ("held" if row.held else "broke") if advice.ranked else "unranked"
+        _say(f"{place} {mark:<8} {row.strategy:<17} {row.explanation}")
+    label = "top pick" if advice.ranked else "unranked suggestion"
+    _say(f"pin set ({label}: {advice.top}, from the chain observed {advice.pinned_from.date()}):")
+    for pin in advice.pin_set:
+        _say(f"  {pin.pin}  {pin.role:<12} {pin.name}: {pin.why}")
+    check = advice.check
+    _say(
+        f"this set over the history, as audit scores it: {check['accepted']} accepted, "
+        f"{check['rejected']} rejected; {check['verdict']}"
+    )
+    _say("OkHttp:")
+    for line in okhttp_snippet(advice.host, advice.pin_set).splitlines():
+        _say("  " + line)
 
 
 def audit_command(

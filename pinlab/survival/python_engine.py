@@ -35,6 +35,7 @@ from pinlab.survival.rules import (
     Matcher,
     ObservedChain,
     ScanAnchors,
+    Strategy,
     strategy,
 )
 from pinlab.verify import TrustStore, verify_chain
@@ -205,7 +206,7 @@ def _signed_by(certificate: Certificate, issuer: Certificate) -> bool:
 def replay(
     chains: Sequence[ObservedChain],
     *,
-    strategies: Iterable[str] | None = None,
+    strategies: Iterable[str | Strategy] | None = None,
     semantics: Iterable[Semantics] = (Semantics.VERIFIED, Semantics.PRESENTED),
     release_every: float | None = None,
     catalog: CaCatalog | None = None,
@@ -215,9 +216,11 @@ def replay(
     Pin times are every observation, or with ``release_every`` a release calendar: every
     that many days from the host's first observation, pinning what was served last before
     the release. ``catalog`` (for ``ca-set``) defaults to the CA keys of ``chains``; pass
-    one built from a wider population when replaying a few hosts of it.
+    one built from a wider population when replaying a few hosts of it. ``strategies`` are
+    names of :data:`STRATEGIES` or :class:`Strategy` recipes of one's own (recommend's
+    backup-holding pin sets).
     """
-    chosen = [strategy(name) for name in (strategies or STRATEGIES)]
+    chosen = [s if isinstance(s, Strategy) else strategy(s) for s in (strategies or STRATEGIES)]
     modes = list(semantics)
     catalog = catalog if catalog is not None else CaCatalog.build(chains)
     rows: list[dict[str, Any]] = []
