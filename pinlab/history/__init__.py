@@ -7,17 +7,24 @@ Derived from two tables of the store (never edited, always recomputable):
 - ``certificates``: ``sha256``, ``der``, ``subject``, ``issuer``, ``serial``,
   ``spki_sha256``, ``not_before``, ``not_after``, ``key_type``, ``key_size``, ``curve``.
 
-**Lineages.** A host may serve several leaves at once: one per key type (badssl.com serves
-RSA and ECDSA side by side), or one per IP behind a CDN. Counting every alternation as a
-renewal would invent rotations, so the leaves of a (host, port, SNI) are first split by key
-label (``RSA-2048``, ``P-256``...), then, within a key label, grouped by observation
-overlap: leaves are taken in order of first sighting (then last sighting, then digest); a
-new leaf continues the lineage whose current leaf appeared before it and stopped being
-served before it appeared, or stops first after being served alongside it for less than
-half of the new leaf's span (a roll-out across IPs); of several such lineages, the one
-served last; otherwise it starts a parallel lineage (two leaves first seen at the same
-instant are parallel). Only distinct leaves are considered, so flapping back to an earlier
-leaf is never a renewal. Lineages are named ``<key label>#<n>``.
+**Lineages.** Lineages are for leaves served at the same time: one per key type (badssl.com
+serves RSA and ECDSA side by side) or one per IP behind a CDN; counting every alternation
+between them as a renewal would invent rotations. Leaves that follow each other are one
+lineage whatever their key type or CA: a move from RSA to ECDSA, or from RSA-4096 to
+RSA-2048, is a renewal (``key_type_changed``), and a pin on the old key breaks there. The
+distinct leaves of a (host, port, SNI) are taken in order of first sighting (then last
+sighting, then digest); a new leaf continues a lineage whose current leaf appeared before
+it and stopped being served before it appeared, or stops first after being served
+alongside it for less than half of the new leaf's span (a roll-out across IPs, a CDN
+hand-over); otherwise it opens a parallel lineage (two leaves first seen at the same
+instant are parallel). "Served alongside" counts the current leaf's sightings up to the
+new leaf's last one: an old leaf that comes back later (a rollback) is not parallel, and
+flapping back to an earlier leaf is never a renewal (only distinct leaves count). When
+several lineages could take the new leaf: one whose current leaf has the same key label
+(a dual RSA/ECDSA host renewing both keeps RSA after RSA, ECDSA after ECDSA; leaves first
+seen at one instant are matched by key label first), then the one served last. A lineage
+is named by its first leaf's key label and a number among the host's lineages that
+started with that label: ``RSA-2048#0``, ``P-256#0``, ``RSA-2048#1``...
 
 **Precertificates** (CT poison extension) are dropped when the final certificate of the same
 issuance (issuer and serial) is present, and otherwise kept and flagged. A leaf seen in a

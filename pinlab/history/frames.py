@@ -37,7 +37,8 @@ _ORDER = [*HOST_KEY, "first_seen", "last_seen", "leaf"]
 def leaf_sightings(observations: pd.DataFrame, certificates: pd.DataFrame) -> pd.DataFrame:
     """One row per (host, port, SNI, leaf): when it was first and last served, and by whom.
 
-    Columns: ``SIGHTING_COLUMNS`` (``leaf``, ``lineage`` such as ``RSA-2048#0``,
+    Columns: ``SIGHTING_COLUMNS`` (``leaf``, ``lineage`` such as ``RSA-2048#0`` (its
+    first leaf's key label and a number),
     ``first_seen``, ``last_seen``, ``sightings``, ``spki_sha256``, ``key_label``,
     ``issuer``, ``issuer_spki``, ``root``, ``ca_org``, ``validity_days``,
     ``precertificate``, ``seen_once``...), in host and time order.
@@ -52,6 +53,7 @@ def leaf_sightings(observations: pd.DataFrame, certificates: pd.DataFrame) -> pd
         leaf=ok["chain"].map(lambda chain: chain[0]),
         issuer_spki=ok["chain"].map(lambda chain: _issuer_spki(list(chain), facts)),
         root=ok["chain"].map(lambda chain: _root_name(list(chain), facts)),
+        t_us=_micros(ok["observed_at"]),
     )
     grouped = rows.sort_values("observed_at", kind="stable").groupby([*HOST_KEY, "leaf"])
     sightings = grouped.agg(
@@ -60,25 +62,26 @@ def leaf_sightings(observations: pd.DataFrame, certificates: pd.DataFrame) -> pd
         sightings=("observed_at", "size"),
         issuer_spki=("issuer_spki", "first"),
         root=("root", "first"),
+        times=("t_us", list),
     ).reset_index()
     sightings = sightings.join(_leaf_facts(facts, sightings["leaf"].unique()), on="leaf")
     sightings["precertificate"] = sightings["precertificate"].eq(True)  # unknown leaves: False
     sightings["key_label"] = sightings["key_label"].fillna("unknown")
     sightings = _drop_matched_precertificates(sightings)
     sightings["seen_once"] = sightings["sightings"] == 1
-    sightings = sightings.sort_values([*HOST_KEY, "key_label", "first_seen", "last_seen", "leaf"])
-    index = assign_lineages(
+    sightings = sightings.sort_values(_ORDER)
+    names = assign_lineages(
         zip(
-            zip(*(sightings[c] for c in [*HOST_KEY, "key_label"]), strict=True),
+            zip(*(sightings[c] for c in HOST_KEY), strict=True),
             _micros(sightings["first_seen"]),
             _micros(sightings["last_seen"]),
+            sightings["key_label"],
+            sightings["times"],
             strict=True,
         )
     )
-    sightings["lineage"] = [
-        f"{label}#{i}" for label, i in zip(sightings["key_label"], index, strict=True)
-    ]
-    return tidy(sightings.sort_values(_ORDER), SIGHTING_COLUMNS)
+    sightings["lineage"] = [f"{label}#{i}" for label, i in names]
+    return tidy(sightings, SIGHTING_COLUMNS)
 
 
 def _micros(times: pd.Series) -> list[int]:
@@ -184,6 +187,7 @@ def _ledger_row(old: dict[str, Any], new: dict[str, Any], seen: set[Any]) -> dic
         "issuer_key_changed": _changed(old["issuer_spki"], new["issuer_spki"]),
         "root_changed": _changed(old["root"], new["root"]),
         "ca_org_changed": _changed(old["ca_org"], new["ca_org"]),
+        "key_type_changed": _changed(_known(old["key_label"]), _known(new["key_label"])),
         "old_key_type": old["key_type"], "old_key_size": old["key_size"],
         "new_key_type": new["key_type"], "new_key_size": new["key_size"],
         "gap_days": days(old["last_seen"], new["first_seen"]),
@@ -193,6 +197,10 @@ def _ledger_row(old: dict[str, Any], new: dict[str, Any], seen: set[Any]) -> dic
         "old_ca_org": old["ca_org"], "new_ca_org": new["ca_org"],
         "new_seen_once": new["seen_once"],
     }  # fmt: skip
+
+
+def _known(label: Any) -> str | None:
+    return None if label == "unknown" else str(label)
 
 
 def _changed(old: Any, new: Any, *, unknown: bool = False) -> bool | None:
@@ -330,7 +338,7 @@ _FLOATS = {"validity_days", "gap_days", "renewal_interval_days", "old_validity_d
            "ca_org_change_rate"}  # fmt: skip
 _BOOLS = {"key_reused", "key_seen_before", "issuer_changed", "precertificate", "seen_once",
           "new_seen_once", "observed"}  # fmt: skip
-_UNKNOWN_BOOLS = {"issuer_key_changed", "root_changed", "ca_org_changed"}
+_UNKNOWN_BOOLS = {"issuer_key_changed", "root_changed", "ca_org_changed", "key_type_changed"}
 
 
 def tidy(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

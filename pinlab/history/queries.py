@@ -166,9 +166,10 @@ _PREVIOUS = """lag(lid) OVER w AS old_lid, lag(first_seen) OVER w AS old_first_s
     lag(last_seen) OVER w AS old_last_seen, lag(kid) OVER w AS old_kid,
     lag(iid) OVER w AS old_iid, lag(isk) OVER w AS old_isk, lag(root) OVER w AS old_root,
     lag(cid) OVER w AS old_cid, lag(not_before) OVER w AS old_not_before,
-    lag(validity_days) OVER w AS old_validity_days"""
+    lag(validity_days) OVER w AS old_validity_days, lag(key_label) OVER w AS old_key_label"""
 _PREVIOUS_KEPT = "old_lid, old_iid, old_last_seen, old_validity_days"
-_PREVIOUS_DROPPED = "old_first_seen, old_kid, old_isk, old_root, old_cid, old_not_before"
+_PREVIOUS_DROPPED = """old_first_seen, old_kid, old_isk, old_root, old_cid, old_not_before,
+    old_key_label"""
 
 # ... and what it says of the change (flags unknown, NULL, when a side is unknown).
 _CHANGE = f"""coalesce(kid = old_kid, false) AS key_reused,
@@ -176,24 +177,27 @@ _CHANGE = f"""coalesce(kid = old_kid, false) AS key_reused,
     iid IS DISTINCT FROM old_iid AS issuer_changed,
     isk <> old_isk AS issuer_key_changed, root <> old_root AS root_changed,
     cid <> old_cid AS ca_org_changed,
+    nullif(key_label, 'unknown') <> nullif(old_key_label, 'unknown') AS key_type_changed,
     (epoch_us(first_seen) - epoch_us(old_last_seen)) {DAYS} AS gap_days,
     (epoch_us(not_before) - epoch_us(old_not_before)) {DAYS} AS renewal_interval_days"""
 _CHANGE_COLUMNS = """key_reused, key_seen_before, issuer_changed, issuer_key_changed,
-    root_changed, ca_org_changed, gap_days, renewal_interval_days"""
+    root_changed, ca_org_changed, key_type_changed, gap_days, renewal_interval_days"""
 
-# One row per (host, leaf), in one window over each (host, key label) in order of
-# sighting: whether each leaf continues the one before (rules.continues), and the change
-# from the one before. Where every leaf continues (nearly all groups), the group is
-# lineage #0 and these rows are its ledger; the others are ``split`` below.
+# One row per (host, leaf), in one window over each host (host, port, SNI) in order of
+# sighting, whatever the key type: whether each leaf continues the one before
+# (rules.CONTINUES_SQL), and the change from the one before. Where every leaf continues
+# (nearly all hosts), the host is one lineage, named after its first leaf's key label
+# (``<label>#0``), and these rows are its ledger; the others are ``split`` below.
 STEPS = f"""
 CREATE OR REPLACE TEMP TABLE _history_sightings AS
 WITH w AS (
     SELECT s.* EXCLUDE (unknown, multi), n.cid, f.key_first_seen,
         kid IS NOT NULL AND coalesce(f.key_first_lid = lid, true) AS new_key,
-        s.sightings = 1 AS seen_once, {_PREVIOUS}
+        s.sightings = 1 AS seen_once, first_value(key_label) OVER w AS lineage_label,
+        {_PREVIOUS}
     FROM _history_seen s LEFT JOIN _history_names n USING (iid)
     LEFT JOIN _history_key_first f USING (hid, kid)
-    WINDOW w AS (PARTITION BY hid, key_label ORDER BY first_seen, last_seen)
+    WINDOW w AS (PARTITION BY hid ORDER BY first_seen, last_seen)
 ), t AS (
     SELECT *, epoch_us(old_first_seen) AS tail_first, epoch_us(old_last_seen) AS tail_last,
         epoch_us(first_seen) AS first, epoch_us(last_seen) AS last
@@ -205,10 +209,10 @@ SELECT * EXCLUDE (tail_first, tail_last, first, last, key_first_seen, {_PREVIOUS
 FROM t
 """
 
-# The (host, key label) groups with leaves served in parallel.
+# The hosts with leaves served in parallel (or an old leaf back: a rollback).
 SPLIT = """
 CREATE OR REPLACE TEMP TABLE _history_split AS
-SELECT DISTINCT hid, key_label FROM _history_sightings WHERE NOT continues
+SELECT DISTINCT hid FROM _history_sightings WHERE NOT continues
 """
 
 LEAF_NAMES = """
@@ -217,20 +221,35 @@ SELECT lid, leaf FROM (
     SELECT hash(sha256) AS lid, sha256 AS leaf FROM {certificates}
     UNION ALL SELECT lid, leaf FROM _history_unknown)
 WHERE lid IN (
-    SELECT lid FROM _history_sightings SEMI JOIN _history_split USING (hid, key_label))
+    SELECT lid FROM _history_sightings SEMI JOIN _history_split USING (hid))
+"""
+
+# Every sighting time of the split hosts' leaves: whether a tail was served alongside a new
+# leaf or came back after it (rules.served_until).
+TIMES = f"""
+CREATE OR REPLACE TEMP TABLE _history_times AS
+SELECT hid, lid, list(t ORDER BY t) AS times
+FROM (
+    SELECT hash(host, port, coalesce(sni, '')) AS hid, hash(chain[1]) AS lid,
+        epoch_us(observed_at) AS t
+    FROM {{observations}} WHERE {OK})
+SEMI JOIN _history_split USING (hid)
+GROUP BY hid, lid
 """
 
 # The rows the Python assignment needs, in its order (the leaf digest breaks ties).
 PARALLEL = """
 SELECT s.hid, s.key_label, s.lid, epoch_us(s.first_seen) AS first,
-    epoch_us(s.last_seen) AS last
-FROM _history_sightings s SEMI JOIN _history_split USING (hid, key_label)
+    epoch_us(s.last_seen) AS last, t.times
+FROM _history_sightings s SEMI JOIN _history_split USING (hid)
+JOIN _history_times t USING (hid, lid)
 LEFT JOIN _history_leaf_names n USING (lid)
-ORDER BY s.hid, s.key_label, s.first_seen, s.last_seen, n.leaf
+ORDER BY s.hid, s.first_seen, s.last_seen, n.leaf
 """
 
 MARK_SPLIT = """
-UPDATE _history_sightings s SET split = true, lineage_index = p.lineage, opens = p.opens
+UPDATE _history_sightings s SET split = true, lineage_label = p.lineage_label,
+    lineage_index = p.lineage_index, opens = p.opens
 FROM _history_parallel p WHERE s.hid = p.hid AND s.lid = p.lid
 """
 
@@ -241,11 +260,12 @@ SELECT DISTINCT hash(chain[1]) AS lid, chain[1] AS leaf FROM {{observations}}
 WHERE {OK} AND hash(chain[1]) IN (SELECT lid FROM _history_seen WHERE unknown)
 """
 
-_LEDGER_ROW = """hid, key_label || '#' || lineage_index AS lineage, old_lid, lid AS new_lid,
+_LEDGER_ROW = """hid, lineage_label || '#' || lineage_index AS lineage, old_lid, lid AS new_lid,
     old_iid, iid AS new_iid, old_last_seen, first_seen AS new_first_seen,
     last_seen AS new_last_seen, key_reused, key_seen_before, issuer_changed,
-    issuer_key_changed, root_changed, ca_org_changed, gap_days, renewal_interval_days,
-    old_validity_days, validity_days AS new_validity_days, seen_once AS new_seen_once"""
+    issuer_key_changed, root_changed, ca_org_changed, key_type_changed, gap_days,
+    renewal_interval_days, old_validity_days, validity_days AS new_validity_days,
+    seen_once AS new_seen_once"""
 
 # The split groups' ledger: a LAG over each of their lineages (first sightings strictly
 # increase within one, so first_seen orders it).
@@ -255,7 +275,7 @@ WITH w AS (
     SELECT s.* EXCLUDE ({_PREVIOUS_KEPT}, {_CHANGE_COLUMNS}), f.key_first_seen, {_PREVIOUS}
     FROM _history_sightings s LEFT JOIN _history_key_first f USING (hid, kid)
     WHERE split
-    WINDOW w AS (PARTITION BY hid, key_label, lineage_index ORDER BY first_seen)
+    WINDOW w AS (PARTITION BY hid, lineage_label, lineage_index ORDER BY first_seen)
 )
 SELECT {_LEDGER_ROW} FROM (SELECT *, {_CHANGE} FROM w) WHERE old_lid IS NOT NULL
 """
@@ -269,7 +289,7 @@ UNION ALL SELECT * FROM _history_ledger_split
 
 LINEAGES = """
 CREATE OR REPLACE TEMP VIEW _history_lineages AS
-SELECT *, key_label || '#' || lineage_index AS lineage FROM _history_sightings
+SELECT *, lineage_label || '#' || lineage_index AS lineage FROM _history_sightings
 """
 
 _CERTIFICATE = """(
@@ -297,6 +317,7 @@ CREATE OR REPLACE TEMP VIEW history_ledger AS
 SELECT h.host, h.port, h.sni, l.lineage, o.leaf AS old_sha256, c.leaf AS new_sha256,
     l.old_last_seen, l.new_first_seen, l.new_last_seen, l.key_reused, l.key_seen_before,
     l.issuer_changed, l.issuer_key_changed, l.root_changed, l.ca_org_changed,
+    l.key_type_changed,
     o.key_type AS old_key_type, o.key_size AS old_key_size,
     c.key_type AS new_key_type, c.key_size AS new_key_size,
     l.gap_days, l.renewal_interval_days, l.old_validity_days, l.new_validity_days,
@@ -315,22 +336,22 @@ LEFT JOIN _history_names ni ON ni.iid = l.new_iid
 # second when this key is the top one (one row per key, so the second is another key's).
 LIFETIMES = f"""
 WITH k AS (
-    SELECT hid, key_label, lineage_index, kid, any_value(lid) AS lid,
+    SELECT hid, lineage_label, lineage_index, kid, any_value(lid) AS lid,
         min(first_seen) AS first_seen, max(last_seen) AS last_seen, max(first_seen) AS latest,
         count(*) AS leaves
     FROM _history_sightings WHERE kid IS NOT NULL
-    GROUP BY hid, key_label, lineage_index, kid
+    GROUP BY hid, lineage_label, lineage_index, kid
 ), top AS (
-    SELECT hid, key_label, lineage_index, arg_max(kid, latest) AS top_kid,
+    SELECT hid, lineage_label, lineage_index, arg_max(kid, latest) AS top_kid,
         max(latest, 2) AS tops
-    FROM k GROUP BY hid, key_label, lineage_index
+    FROM k GROUP BY hid, lineage_label, lineage_index
 )
-SELECT hid, key_label || '#' || lineage_index AS lineage, kid, lid, first_seen, last_seen,
+SELECT hid, lineage_label || '#' || lineage_index AS lineage, kid, lid, first_seen, last_seen,
     (epoch_us(last_seen) - epoch_us(first_seen)) {DAYS} AS duration,
     coalesce(CASE WHEN kid = top_kid THEN tops[2] ELSE tops[1] END > last_seen, false)
         AS observed,
     leaves
-FROM k JOIN top USING (hid, key_label, lineage_index)
+FROM k JOIN top USING (hid, lineage_label, lineage_index)
 """
 
 LIFETIMES_VIEW = f"""
@@ -346,8 +367,9 @@ HOST_SUMMARY = f"""
 WITH shared AS (
     SELECT nid FROM _history_hosts GROUP BY nid HAVING count(*) > 1
 ), s AS (
-    SELECT h.nid, h.nid IN (SELECT nid FROM shared) AS shared, s.lid, s.kid, s.key_label,
-        s.lineage_index, s.first_seen, s.last_seen, s.validity_days, s.new_key, s.opens
+    SELECT h.nid, h.nid IN (SELECT nid FROM shared) AS shared, s.lid, s.kid,
+        s.lineage_label, s.lineage_index, s.first_seen, s.last_seen, s.validity_days,
+        s.new_key, s.opens
     FROM _history_sightings s JOIN _history_hosts h USING (hid)
 ), leaves AS (
     SELECT nid, count(*) AS leaves, count(*) FILTER (WHERE new_key) AS distinct_keys,
@@ -356,7 +378,7 @@ WITH shared AS (
     FROM s WHERE NOT shared GROUP BY nid
     UNION ALL
     SELECT nid, count(DISTINCT lid), count(DISTINCT kid),
-        count(DISTINCT hash(key_label, lineage_index)), min(first_seen), max(last_seen),
+        count(DISTINCT hash(lineage_label, lineage_index)), min(first_seen), max(last_seen),
         median(validity_days)
     FROM s WHERE shared GROUP BY nid
 ), changes AS (

@@ -6,10 +6,11 @@ can be read side by side and tested against each other.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
-from collections.abc import Hashable, Iterable
-from typing import Any
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import duckdb
 from cryptography import x509
@@ -27,6 +28,7 @@ __all__ = [
     "continues",
     "is_precertificate",
     "key_label",
+    "served_until",
 ]
 
 HOST_KEY = ["host", "port", "sni"]
@@ -42,7 +44,7 @@ LEDGER_COLUMNS = [
     "host", "port", "sni", "lineage", "old_sha256", "new_sha256",
     "old_last_seen", "new_first_seen", "new_last_seen",
     "key_reused", "key_seen_before", "issuer_changed", "issuer_key_changed",
-    "root_changed", "ca_org_changed",
+    "root_changed", "ca_org_changed", "key_type_changed",
     "old_key_type", "old_key_size", "new_key_type", "new_key_size",
     "gap_days", "renewal_interval_days", "old_validity_days", "new_validity_days",
     "old_issuer", "new_issuer", "old_ca_org", "new_ca_org", "new_seen_once",
@@ -134,10 +136,14 @@ def is_precertificate(der: Any) -> bool:
 def continues(tail_first: int, tail_last: int, first: int, last: int) -> bool:
     """Whether a leaf served from ``first`` to ``last`` succeeds a lineage's current leaf.
 
-    It does when the tail appeared earlier and had stopped before it appeared, or stops
+    ``tail_first`` is when the current leaf (the tail) was first served, ``tail_last`` its
+    last sighting up to ``last`` (:func:`served_until`: a tail that comes back after the new
+    leaf's span, a rollback, is not served alongside it). The new leaf succeeds the tail
+    when the tail appeared earlier and had stopped before the new leaf appeared, or stops
     first after being served alongside it for less than half of the new leaf's span (a
-    roll-out across IPs); otherwise both are served in parallel. Times are integers
-    (microseconds), so the SQL twin computes exactly the same.
+    roll-out across IPs, a CDN hand-over); otherwise both are served in parallel. Key
+    types do not enter. Times are integers (microseconds), so the SQL twin computes
+    exactly the same.
     """
     if tail_first >= first:
         return False
@@ -148,31 +154,96 @@ def continues(tail_first: int, tail_last: int, first: int, last: int) -> bool:
 
 CONTINUES_SQL = """(tail_first < first AND (tail_last < first
     OR (tail_last < last AND 2 * (tail_last - first) < last - first)))"""
+"""The twin of :func:`continues`, on the tail's last sighting of all: a smaller
+``tail_last`` only makes :func:`continues` truer, so a host whose every leaf continues the
+one before by this test is one lineage by the full rule too."""
 
 
-def assign_lineages(rows: Iterable[tuple[Hashable, int, int]]) -> list[int]:
-    """Lineage index of each leaf; ``rows`` are (group, first, last) in group order and,
-    within a group, by first then last sighting (then leaf, so both paths agree).
+def served_until(times: Sequence[int], last: int) -> int:
+    """The latest of ``times`` (sorted sightings) at or before ``last`` (the first sighting
+    when there is none, which cannot happen for a tail first seen before ``last``)."""
+    index = bisect.bisect_right(times, last)
+    return times[index - 1] if index else times[0]
 
-    A leaf continues the lineage whose tail it can succeed (:func:`continues`), the one
-    last seen latest when several can; otherwise it opens a new lineage.
+
+class _Tail(NamedTuple):
+    first: int
+    last: int
+    label: str
+    times: Sequence[int]
+    lineage: int
+
+
+def assign_lineages(
+    rows: Iterable[tuple[Hashable, int, int, str, Sequence[int]]],
+) -> list[tuple[str, int]]:
+    """The lineage of each leaf, as (label, index): named ``<label>#<index>``.
+
+    ``rows`` are (group, first, last, key label, sorted sighting times) in group order and,
+    within a group (a host, port and SNI), by first then last sighting (then leaf digest,
+    so both derivations agree). A leaf continues a lineage whose current leaf it can
+    succeed (:func:`continues`, whatever their key types); of several, one whose current
+    leaf has the same key label (so a dual RSA/ECDSA host renewing both stays two
+    lineages, RSA after RSA), then the one last served, then the one opened first. Leaves
+    first seen at the same instant (which cannot continue each other) take lineages in two
+    passes: those that can continue a lineage of their own key label first, in order, then
+    the others. A leaf that continues no lineage opens one, labelled with its own key
+    label and numbered from 0 among the group's lineages of that label.
     """
-    labels: list[int] = []
-    group: Hashable = object()
-    tails: list[tuple[int, int]] = []
-    for key, first, last in rows:
-        if key != group:
-            group, tails = key, []
-        chosen, chosen_last = -1, 0
-        for index, (tail_first, tail_last) in enumerate(tails):
-            if continues(tail_first, tail_last, first, last) and (
-                chosen < 0 or tail_last > chosen_last
-            ):
-                chosen, chosen_last = index, tail_last
-        if chosen < 0:
-            chosen = len(tails)
-            tails.append((first, last))
-        else:
-            tails[chosen] = (first, last)
-        labels.append(chosen)
-    return labels
+    names: list[tuple[str, int]] = []
+    state = _Lineages(group=object())
+    batch: list[tuple[int, int, str, Sequence[int]]] = []
+    for key, first, last, label, times in rows:
+        if batch and (key != state.group or first != batch[0][0]):
+            names.extend(state.take(batch))
+            batch = []
+        if key != state.group:
+            state = _Lineages(group=key)
+        batch.append((first, last, label, times))
+    if batch:
+        names.extend(state.take(batch))
+    return names
+
+
+class _Lineages:
+    """The lineages of one group so far: their names and current leaves (tails)."""
+
+    def __init__(self, group: Hashable) -> None:
+        self.group = group
+        self.names: list[tuple[str, int]] = []
+        self.tails: list[_Tail] = []
+
+    def take(self, batch: list[tuple[int, int, str, Sequence[int]]]) -> list[tuple[str, int]]:
+        """Lineages of leaves first seen at one instant, in the batch's order."""
+        chosen: list[int | None] = [None] * len(batch)
+        for same_label in (True, False):
+            for position, (first, last, label, times) in enumerate(batch):
+                if chosen[position] is not None:
+                    continue
+                tail = self._best(first, last, label, same_label=same_label)
+                if tail is not None:  # the new tail, first seen now, is no one else's
+                    chosen[position] = tail
+                    self.tails[tail] = _Tail(first, last, label, times, self.tails[tail].lineage)
+        lineages = []
+        for position, (first, last, label, times) in enumerate(batch):
+            tail = chosen[position]
+            if tail is None:
+                count = sum(1 for name, _ in self.names if name == label)
+                self.names.append((label, count))
+                self.tails.append(_Tail(first, last, label, times, len(self.names) - 1))
+                lineages.append(self.names[-1])
+            else:
+                lineages.append(self.names[self.tails[tail].lineage])
+        return lineages
+
+    def _best(self, first: int, last: int, label: str, *, same_label: bool) -> int | None:
+        """The tail the leaf continues: same key label first, then the one last served."""
+        best: int | None = None
+        for index, tail in enumerate(self.tails):
+            if same_label and tail.label != label:
+                continue
+            if not continues(tail.first, served_until(tail.times, last), first, last):
+                continue
+            if best is None or tail.last > self.tails[best].last:
+                best = index
+        return best

@@ -11,10 +11,11 @@ are in :mod:`pinlab.history.queries`, with the narrow 64-bit ids they work on):
    the CA organisation once per distinct issuer name;
 3. sightings are a ``GROUP BY`` per (host, leaf); precertificates are found by a byte
    search for the poison extension's OID in the leaves' DER, confirmed by parsing those;
-4. lineages: a ``LAG`` over each (host, key label) says whether every leaf continues the
-   one before (:func:`pinlab.history.rules.continues`): such a group, nearly all, is
-   lineage ``#0``. Only groups with leaves served in parallel go through the Python greedy
-   assignment, which both derivations share;
+4. lineages: a ``LAG`` over each (host, port, SNI), whatever the key type, says whether
+   every leaf continues the one before (:data:`pinlab.history.rules.CONTINUES_SQL`): such
+   a host, nearly all, is one lineage, ``<first leaf's key label>#0``. Only hosts with
+   leaves served in parallel (or an old leaf back) go through the Python greedy
+   assignment, which both derivations share, with their leaves' sighting times;
 5. the ledger is a ``LAG`` over each lineage; ``key_seen_before`` a windowed minimum.
 
 Results stay in the connection: narrow temporary tables (which DuckDB spills to disk past
@@ -77,8 +78,8 @@ class History:
         self.connection = connection
         self.certificates = certificates
         self.parallel_groups = parallel_groups
-        """(host, key label) groups with leaves served in parallel, which the Python
-        lineage assignment handled (all the others were settled in SQL)."""
+        """Hosts (host, port, SNI) with leaves served in parallel or an old leaf back, which
+        the Python lineage assignment handled (all the others were settled in SQL)."""
 
     @classmethod
     def from_connection(
@@ -125,7 +126,7 @@ class History:
         run(q.SPLIT)
         parallel_groups = cls._parallel_lineages(con, names)
         run(q.LEDGER_SPLIT)
-        drop("split", "parallel", "leaf_names", "key_first")
+        drop("split", "parallel", "leaf_names", "times", "key_first")
         for sql in (q.LEDGER, q.LINEAGES):
             run(sql)
         run(q.SIGHTINGS_VIEW)
@@ -169,26 +170,37 @@ class History:
 
     @staticmethod
     def _parallel_lineages(con: duckdb.DuckDBPyConnection, names: dict[str, str]) -> int:
-        """Lineages of the groups that are not one plain succession, by the shared greedy
-        assignment, as ``_history_parallel``; returns how many groups."""
+        """Lineages of the hosts that are not one plain succession, by the shared greedy
+        assignment, as ``_history_parallel``; returns how many hosts."""
         count: Any = con.execute("SELECT count(*) FROM _history_split").fetchone()
         if not count[0]:
             return 0
         con.execute(q.LEAF_NAMES.format(**names))
+        con.execute(q.TIMES.format(**names))
         rows = con.execute(q.PARALLEL).fetchnumpy()
         columns: dict[str, list[Any]] = {name: values.tolist() for name, values in rows.items()}
-        keys = list(zip(columns["hid"], columns["key_label"], strict=True))
-        index = assign_lineages(zip(keys, columns["first"], columns["last"], strict=True))
-        opened: set[tuple[Any, int]] = set()
+        hids = columns["hid"]
+        assigned = assign_lineages(
+            zip(
+                hids,
+                columns["first"],
+                columns["last"],
+                columns["key_label"],
+                columns["times"],
+                strict=True,
+            )
+        )
+        opened: set[tuple[Any, tuple[str, int]]] = set()
         opens = []
-        for key, lineage in zip(keys, index, strict=True):
-            opens.append((key, lineage) not in opened)
-            opened.add((key, lineage))
+        for hid, lineage in zip(hids, assigned, strict=True):
+            opens.append((hid, lineage) not in opened)
+            opened.add((hid, lineage))
         parallel = pa.table(
             {
                 "hid": pa.array(rows["hid"], pa.uint64()),
                 "lid": pa.array(rows["lid"], pa.uint64()),
-                "lineage": pa.array(index, pa.int64()),
+                "lineage_label": pa.array([label for label, _ in assigned], pa.string()),
+                "lineage_index": pa.array([index for _, index in assigned], pa.int64()),
                 "opens": pa.array(opens, pa.bool_()),
             }
         )

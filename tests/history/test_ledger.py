@@ -51,11 +51,34 @@ def test_badssl_keeps_its_key_across_ca_changes(real: dict[str, pd.DataFrame]) -
     assert any("DigiCert" in org for org in orgs)
 
 
-def test_parallel_key_types_are_separate_lineages(real: dict[str, pd.DataFrame]) -> None:
+def test_badssl_changes_key_type_and_ca_between_renewals(real: dict[str, pd.DataFrame]) -> None:
+    """badssl.com (the chromium/badssl.com repository's certificates, 2015-2022) moved from
+    RSA-2048 leaves of COMODO to RSA-4096, RSA-8192, P-384 and P-256 leaves of DigiCert.
+    Leaves that follow each other are one lineage whatever their key type; only the leaves
+    first served together (up to four at once, 2017-04-13 and 2020-03-23) are parallel."""
     ledger, sightings = real["ledger"], real["sightings"]
-    assert (ledger["old_key_type"] == ledger["new_key_type"]).all()
-    badssl = sightings[sightings["host"] == "badssl.com"]
-    assert {"P-256#0", "P-384#0", "RSA-2048#0"} <= set(badssl["lineage"])
+    badssl = ledger[ledger["host"] == "badssl.com"]
+    leaves = sightings[sightings["host"] == "badssl.com"]
+    assert len(leaves) == 23
+    assert leaves["lineage"].nunique() == 4
+    assert len(badssl) == 23 - 4
+    assert badssl["key_type_changed"].sum() == 8
+    assert set(badssl["new_key_size"][badssl["key_type_changed"]]) == {384, 2048, 4096, 8192}
+    # The COMODO RSA-2048 leaf of June 2017, renewed ten months later as DigiCert RSA-4096.
+    move = badssl[badssl["old_sha256"].str.startswith("ba105ce0")].iloc[0]
+    assert move["new_sha256"].startswith("19370895")
+    assert (move["old_key_size"], move["new_key_size"]) == (2048, 4096)
+    assert move["key_type_changed"]
+    assert move["issuer_changed"]
+    assert move["ca_org_changed"]
+    assert not move["key_reused"]
+    assert (move["new_first_seen"] - move["old_last_seen"]).days == 296
+    assert "COMODO" in move["old_ca_org"]
+    assert "DigiCert" in move["new_ca_org"]
+    # Every other host kept one key type: no change flagged there.
+    others = ledger[ledger["host"] != "badssl.com"]
+    assert not others["key_type_changed"].any()
+    assert (others["old_key_type"] == others["new_key_type"]).all()
 
 
 def test_summaries_are_tidy(real: dict[str, pd.DataFrame]) -> None:

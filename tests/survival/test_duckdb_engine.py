@@ -131,10 +131,20 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrustStore]
     for day in (0, 40, 80):
         w.serve("d.test", day, [wildcard, first.record], sni="www.d.test")
         w.serve("192.0.2.7", day, [wildcard, first.record], sni="")
-    # e: RSA and ECDSA leaves served side by side: two lineages, each renewed.
-    for day in range(0, 200, 20):
-        key_type = KeyType.RSA2048 if day % 40 else KeyType.P256
-        w.serve("e.test", day, [leaf(second, "e.test", key_type=key_type), second.record])
+    # e: RSA and ECDSA leaves served side by side (alternate observations): two lineages,
+    # each renewed within its key type every 40 days.
+    for day in range(0, 200, 40):
+        pair = [leaf(second, "e.test", key_type=k) for k in (KeyType.P256, KeyType.RSA2048)]
+        for offset in (0, 10, 20, 30):
+            w.serve("e.test", day + offset, [pair[offset // 10 % 2], second.record])
+    # k: moves from RSA leaves of one CA to a P-256 leaf of another: one lineage, and a pin
+    # on the RSA key breaks at the move (day 120), not censored at the RSA leaf's last day.
+    rsa_key = KeyType.RSA2048.generate()
+    for day in (0, 60):
+        rsa_leaf = leaf(first, "k.test", key_type=KeyType.RSA2048, key=rsa_key)
+        w.serve("k.test", day, [rsa_leaf, first.record])
+    w.serve("k.test", 120, [leaf(other, "k.test"), other.record])
+    w.serve("k.test", 150, [leaf(other, "k.test"), other.record])
     # f: renewed daily with a fresh key, 70 times: more keys than one 64-bit mask holds.
     for day in range(70):
         w.serve("f.test", day, [leaf(first, "f.test"), first.record])
@@ -222,7 +232,14 @@ def test_equal_to_the_python_replay_on_crafted_histories(
     _assert_same(expected, got)
     assert result.pins == len(expected)
     # Every rule was exercised: breaks and survivals, checks skipped, lineages, the lab.
-    assert set(expected["lineage"]) >= {"P-256#0", "RSA-2048#0"}
+    lineages = expected.groupby("host")["lineage"].unique().map(sorted)
+    assert lineages["e.test"] == ["P-256#0", "RSA-2048#0"]  # dual stack: two lineages
+    assert lineages["k.test"] == ["RSA-2048#0"]  # a key-type move: one lineage
+    moved = expected[(expected["host"] == "k.test") & (expected["strategy"] == "leaf-spki")]
+    on_rsa = moved[moved["pinned_at"] < T0 + timedelta(days=120)]
+    assert len(on_rsa) == 4  # two observations of the RSA key, two semantics
+    assert on_rsa["broken"].all()
+    assert (on_rsa["broken_at"] == T0 + timedelta(days=120)).all()
     verified = expected[expected["semantics"] == "verified"]
     assert set(verified["host"]) >= {"a.test", "b.test", "c.test", "d.test", "h.test"}
     assert expected["broken"].any()
