@@ -270,16 +270,26 @@ def busiest_hosts(chains: Sequence[ObservedChain], count: int = 3) -> list[str]:
 
 
 def recommendation_view(ranked: pd.DataFrame, host: str) -> Any:
-    """A ``pinlab.advice.recommend`` ranking for reading: captioned, percentages, text left."""
-    columns = ["rank", "strategy", "protection", "survival_at_horizon", "explanation"]
-    shown = ranked[columns].rename(columns={"survival_at_horizon": "alive at 1 year"})
+    """A ``pinlab.advice.recommend`` ranking for reading: captioned, percentages, text left.
+
+    Survival is shown at the follow-up the host's data reaches (``reach_days``), never past.
+    """
+    columns = ["rank", "strategy", "protection", "pins", "reach_days", "survival_at_reach",
+               "explanation"]  # fmt: skip
+    shown = ranked[columns].rename(
+        columns={"reach_days": "followed (days)", "survival_at_reach": "alive then"}
+    )
     return (
-        shown.style.set_caption(f"{host}: strategies ranked")
-        .format({"alive at 1 year": "{:.0%}"})
+        shown.style.set_caption(f"{host}: pin sets ranked (each keeps a backup)")
+        .format({"alive then": "{:.0%}", "rank": _rank_text})
         .hide(axis="index")
         .set_properties(subset=["explanation", "strategy"], **{"text-align": "left"})
         .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
     )
+
+
+def _rank_text(rank: Any) -> str:
+    return "—" if rank is None or rank != rank else f"{rank:.0f}"  # NaN: unranked
 
 
 # -- benchmarks ----------------------------------------------------------------------------

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -26,12 +29,14 @@ from pinlab.survival import (
     SHA1_ERA_END,
     STRATEGIES,
     PinSurvival,
+    checkability,
     observed_chains,
     replay,
     strategy,
 )
 from pinlab.survival import Engine as SurvivalEngine
 from pinlab.truststores import choose_trust_stores, load_trust_stores
+from pinlab.verify import TrustStore
 
 
 class Engine(enum.StrEnum):
@@ -126,6 +131,14 @@ def simulate_command(
             f"up to {AUTO_PYTHON_LIMIT:,} ok observations, duckdb above, whatever the format.",
         ),
     ] = Engine.AUTO,
+    sensitivity: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity",
+            help="Also replay with the other trust store choice (certifi's history against "
+            "--ca-file, or today's roots against the history) and print both summaries.",
+        ),
+    ] = False,
 ) -> None:
     """When would each pinning strategy have broken the app? One row per pin."""
     with usage_errors():
@@ -134,6 +147,8 @@ def simulate_command(
     for note in _caveats(chosen, data):
         err_console.print(note, markup=False, highlight=False)
     if chosen.out_of_core:
+        if sensitivity:
+            raise typer.BadParameter("--sensitivity needs --engine python", param_hint="--engine")
         with usage_errors():
             _simulate_out_of_core(db, out, strategies, semantics, release_every, ca_file,
                                   truststores, validate_at)  # fmt: skip
@@ -141,25 +156,57 @@ def simulate_command(
     with usage_errors():
         for name in strategies or ():
             strategy(name)
-        stores, described = choose_trust_stores(ca_file, truststores)
         frames = load_store_frames(db)
-        chains = observed_chains(
-            frames.observations,
-            frames.certificates,
-            trust_stores=stores,
-            validate_at=parse_time(validate_at) if validate_at else None,
-            scans=frames.scans,
-        )
-        replayed = replay(
-            chains, strategies=strategies, semantics=semantics or list(Semantics),
-            release_every=release_every,
-        )  # fmt: skip
+        choices = [choose_trust_stores(ca_file, truststores)]
+        if sensitivity:
+            choices.append(_other_trust_stores(ca_file, truststores))
+        at = parse_time(validate_at) if validate_at else None
+        results = []
+        for stores, described in choices:
+            chains = observed_chains(
+                frames.observations, frames.certificates, trust_stores=stores,
+                validate_at=at, scans=frames.scans,
+            )  # fmt: skip
+            replayed = replay(
+                chains, strategies=strategies, semantics=semantics or list(Semantics),
+                release_every=release_every,
+            )  # fmt: skip
+            results.append((described, chains, replayed))
+        described, chains, replayed = results[0]
         write_table(replayed, out)
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
     console.print(f"{len(replayed)} pins replayed over {len(chains)} observations: {out}")
+    # rows already on a release calendar are not thinned again
+    fit_options = {"release_every": None} if release_every else {}
+    for described, chains, replayed in results:
+        _report(described, checkability(frames.observations, chains), replayed, fit_options)
+
+
+def _report(
+    described: str, checked: pd.DataFrame, replayed: pd.DataFrame, fit_options: dict[str, None]
+) -> None:
+    """What the survival figures rest on (trust store, observations checked and why not),
+    then the fitted summary."""
+    counts = dict(zip(checked["reason"], checked["observations"], strict=True))
+    total = int(checked["observations"].sum() - counts["  of which SHA-1-era legacy paths"])
+    console.print(
+        f"trust stores: {described}; validated {counts['validated']} of {total} observations",
+        markup=False, highlight=False,
+    )  # fmt: skip
+    console.print(checked.to_string(index=False), markup=False, highlight=False)
     if not replayed.empty:
-        summary = PinSurvival().fit(replayed).summary.round(1)
-        console.print(summary.to_string(index=False), markup=False, highlight=False)
+        model = PinSurvival(trust_store=described, **fit_options).fit(replayed)  # type: ignore[arg-type]
+        shown = model.summary.drop(columns=["trust_store"]).round(2)
+        console.print(shown.to_string(index=False), markup=False, highlight=False)
+
+
+def _other_trust_stores(
+    ca_file: Path | None, truststores: Path
+) -> tuple[TrustStore | Callable[[datetime], TrustStore], str]:
+    """The comparison ``--sensitivity`` adds: certifi's history against ``--ca-file``, or
+    today's certifi store against the history."""
+    if ca_file is not None:
+        return choose_trust_stores(None, truststores)
+    return TrustStore.certifi(), "today's certifi store for every date"
 
 
 def _simulate_out_of_core(
@@ -194,11 +241,16 @@ def _simulate_out_of_core(
             validate_at=parse_time(validate_at) if validate_at else None,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )  # fmt: skip
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
     console.print(f"{result.pins} pins replayed over {result.observations} observations: {out}/")
+    console.print(
+        f"trust stores: {described}; validated {result.validated} of {result.observations} "
+        "replayed observations (failed connections and unknown certificates are not replayed)",
+        markup=False, highlight=False,
+    )  # fmt: skip
     if result.pins:
-        summary = PinSurvival().fit(result.counts).summary.round(1)
-        console.print(summary.to_string(index=False), markup=False, highlight=False)
+        summary = PinSurvival(trust_store=described).fit(result.counts).summary
+        shown = summary.drop(columns=["trust_store"]).round(2)
+        console.print(shown.to_string(index=False), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,17 +32,33 @@ LINE_STYLES = {"root-spki": "--", "any-in-chain": ":", "ca-set": "-."}
 
 
 def plot_survival(
-    curves: pd.DataFrame, semantics: str = "verified", ax: Any = None, *, ci: bool = False
+    curves: pd.DataFrame,
+    semantics: str = "verified",
+    ax: Any = None,
+    *,
+    ci: bool = True,
+    trust_store: str | None = None,
+    at_risk_days: tuple[int, ...] = (0, 90, 180, 365, 730),
 ) -> Any:
-    """Kaplan-Meier curves per strategy (``PinSurvival.survival_function_``), one semantics;
-    ``ci`` adds the 95 % bands (legible for two or three strategies, not seven)."""
-    ax = axes(ax, (8.5, 4.6))
+    """Kaplan-Meier curves per strategy (``PinSurvival.survival_function_``), one semantics.
+
+    Each curve carries its 95 % band (the host bootstrap where the fit made one, else
+    Greenwood's) and, under the axes, the pins still followed (at risk) at
+    ``at_risk_days``; the title names the trust store the chains were validated with.
+    """
+    ax = axes(ax, (8.5, 5.2))
     title = f"Pin survival by strategy ({semantics} chain)"
+    if trust_store:
+        title += f"\ntrust store: {trust_store}"
     chosen = curves[curves["semantics"] == semantics] if not curves.empty else curves
     if chosen.empty:
         return empty(ax, title, f"no pins replayed under {semantics} semantics")
     strategies = strategy_order(chosen["strategy"].unique())
     colours = strategy_colours(strategies)
+    lower, upper = (
+        ("boot_lower", "boot_upper") if "boot_lower" in chosen else ("ci_lower", "ci_upper")
+    )
+    at_risk_lines = []
     for name in strategies:
         curve = chosen[chosen["strategy"] == name]
         colour = colours[name]
@@ -52,16 +68,33 @@ def plot_survival(
         )  # fmt: skip
         if ci:
             ax.fill_between(
-                curve["days"], 100 * curve["ci_lower"], 100 * curve["ci_upper"],
-                step="post", alpha=0.12, color=colour, lw=0,
+                curve["days"], 100 * curve[lower], 100 * curve[upper],
+                step="post", alpha=0.10, color=colour, lw=0,
             )  # fmt: skip
+        if "at_risk" in curve:
+            at_risk_lines.append(f"{name:>21}  " + "  ".join(
+                f"{_at_risk(curve, day):>6}" for day in at_risk_days
+            ))  # fmt: skip
     ax.set(
         title=title, xlabel="days since the pin was taken", ylabel="pins still accepted (%)",
         ylim=(0, 102), xlim=(0, None),
     )  # fmt: skip
     percent(ax, "y")
     ax.legend(title="strategy", loc="upper left", bbox_to_anchor=(1.01, 1))
+    if at_risk_lines:
+        band = "host-bootstrap" if lower == "boot_lower" else "Greenwood"
+        header = f"{'at risk (pins) at day':>21}  " + "  ".join(f"{d:>6}" for d in at_risk_days)
+        ax.text(
+            0, -0.16, "\n".join([header, *at_risk_lines, f"bands: 95 % {band} intervals"]),
+            transform=ax.transAxes, va="top", ha="left", family="monospace", fontsize=7,
+        )  # fmt: skip
     return ax
+
+
+def _at_risk(curve: pd.DataFrame, day: int) -> str:
+    """Pins followed at least ``day`` days: the at-risk count of the first time >= day."""
+    later = curve[curve["days"] >= day]
+    return "0" if later.empty else f"{later['at_risk'].iloc[0]:.0f}"
 
 
 def plot_semantics(summary: pd.DataFrame, ax: Any = None) -> Any:
@@ -74,14 +107,32 @@ def plot_semantics(summary: pd.DataFrame, ax: Any = None) -> Any:
         return empty(ax, title, "no pins replayed")
     shown = summary.assign(alive=100 * summary["survival_1y"])
     order = strategy_order(shown["strategy"])
+    hue_order = sorted(shown["semantics"].unique(), reverse=True)
     sns.barplot(
-        shown, x="alive", y="strategy", hue="semantics", order=order,
-        hue_order=sorted(shown["semantics"].unique(), reverse=True), ax=ax,
+        shown, x="alive", y="strategy", hue="semantics", order=order, hue_order=hue_order,
+        ax=ax,
     )  # fmt: skip
-    ax.set(title=title, xlabel="pins still accepted after 365 days (%)", ylabel="", xlim=(0, 100))
+    if "survival_1y_lower" in shown:
+        _interval_bars(ax, shown, order, hue_order)
+    ax.set(title=title, xlabel="pins still accepted after 365 days (%; bars: 95 % interval)",
+           ylabel="", xlim=(0, 100))  # fmt: skip
     percent(ax, "x")
     legend_outside(ax, "semantics")
     return ax
+
+
+def _interval_bars(ax: Any, shown: pd.DataFrame, order: list[str], hue_order: list[str]) -> None:
+    """Error bars at each bar's centre from the summary's one-year interval."""
+    width = 0.8 / len(hue_order)
+    for record in shown.to_dict("records"):
+        strategy, semantics = str(record["strategy"]), str(record["semantics"])
+        if strategy not in order or semantics not in hue_order:
+            continue
+        y = order.index(strategy) - 0.4 + width * (hue_order.index(semantics) + 0.5)
+        low = 100 * float(record["survival_1y_lower"])
+        high = 100 * float(record["survival_1y_upper"])
+        if low == low and high == high:  # not NaN: followed for a year
+            ax.plot([low, high], [y, y], color="black", lw=1)
 
 
 def plot_breaks(replayed: pd.DataFrame, semantics: str = "verified", ax: Any = None) -> Any:

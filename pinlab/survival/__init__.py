@@ -11,7 +11,13 @@
 
 from pinlab.survival.duckdb_engine import ScaleReplay, replay_store
 from pinlab.survival.fit import PinSurvival
-from pinlab.survival.python_engine import REPLAY_COLUMNS, TrustStores, observed_chains, replay
+from pinlab.survival.python_engine import (
+    REPLAY_COLUMNS,
+    TrustStores,
+    checkability,
+    observed_chains,
+    replay,
+)
 from pinlab.survival.rules import (
     ENGINES,
     SHA1_ERA_END,
@@ -41,6 +47,7 @@ __all__ = [
     "Strategy",
     "TrustStores",
     "UnknownStrategyError",
+    "checkability",
     "observed_chains",
     "replay",
     "replay_store",

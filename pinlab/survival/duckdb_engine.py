@@ -63,6 +63,9 @@ class ScaleReplay:
 
     pins: int = 0
     observations: int = 0
+    """Observations replayed (ok, every certificate known)."""
+    validated: int = 0
+    """Of those, the ones whose chain validated (checked under verified semantics)."""
     timelines: int = 0
     counts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COUNT_COLUMNS))
     """Pins per (strategy, semantics, days_survived, broken): ``PinSurvival().fit`` takes it."""
@@ -205,6 +208,7 @@ def _replay_batches(
         counts.append(_count(outcomes, batch))
         result.pins += sum(len(o.index) for o in outcomes.values())
         result.observations += len(batch)
+        result.validated += len(batch) - batch.verified.null_count
         timelines = batch.timeline
         result.timelines += int(np.count_nonzero(timelines[1:] != timelines[:-1])) + 1
         if folder is not None:

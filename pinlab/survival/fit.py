@@ -210,7 +210,8 @@ def _median(fitter: Any, boot: _Bootstrap | None, alpha: float) -> dict[str, flo
 
     if boot is not None:
         medians = boot.medians()
-        lower, upper = np.quantile(medians, [alpha / 2, 1 - alpha / 2])
+        # inverted_cdf: no interpolation between a finite median and "not reached" (inf)
+        lower, upper = np.quantile(medians, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
     else:
         interval = median_survival_times(fitter.confidence_interval_)
         lower, upper = float(interval.iloc[0, 0]), float(interval.iloc[0, 1])

@@ -40,7 +40,7 @@ from pinlab.survival.rules import (
 )
 from pinlab.verify import TrustStore, verify_chain
 
-__all__ = ["REPLAY_COLUMNS", "TrustStores", "observed_chains", "replay"]
+__all__ = ["REPLAY_COLUMNS", "TrustStores", "checkability", "observed_chains", "replay"]
 
 REPLAY_COLUMNS = [
     "host", "port", "sni", "lineage", "strategy", "semantics", "pinned_at", "broken_at",
@@ -331,3 +331,23 @@ def _pin_times(
         times.append((release, index))
         release += timedelta(days=release_every)
     return times
+
+
+def checkability(observations: pd.DataFrame, chains: Sequence[ObservedChain]) -> pd.DataFrame:
+    """Observations by what a replay could do with them: ``reason`` and ``observations``.
+
+    ``validated`` (a path to a trust anchor, ``legacy`` ones among them), ``did not
+    validate`` (checked under presented semantics only), ``certificates missing or
+    unparsable``, and one row per failed connection status (never checked at all).
+    """
+    statuses = observations["status"].value_counts()
+    ok = int(statuses.get("ok", 0))
+    validated = sum(c.verified is not None for c in chains)
+    rows = [
+        ("validated", validated),
+        ("  of which SHA-1-era legacy paths", sum(c.legacy for c in chains)),
+        ("did not validate", len(chains) - validated),
+        ("certificates missing or unparsable", ok - len(chains)),
+    ]
+    rows += [(f"no chain: {status}", int(n)) for status, n in statuses.items() if status != "ok"]
+    return pd.DataFrame(rows, columns=["reason", "observations"])

@@ -12,11 +12,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import certifi
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from pinlab.cli import app
 from pinlab.pins import Semantics
 from pinlab.survival import PinSurvival
 from pinlab.survival.fit import one_pin_per_release
@@ -131,3 +135,22 @@ def test_survival_is_never_stated_past_the_follow_up() -> None:
     assert np.isnan(summary["survival_1y"])
     assert np.isnan(summary["survival_1y_lower"])
     assert np.isnan(summary["turnbull_1y_lower"])
+
+
+def test_simulate_states_the_trust_store_and_what_was_checked(
+    real_db: Path, tmp_path: Path
+) -> None:
+    """Every survival output says which roots validated the chains and how many did; with
+    --sensitivity, the other choice of roots is replayed beside it."""
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--db", str(real_db), "--out", str(tmp_path / "r.csv"), "--ca-file",
+         certifi.where(), "--strategy", "root-spki", "--truststores", str(tmp_path / "none"),
+         "--sensitivity"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("trust stores:")]
+    assert len(lines) == 2
+    assert f"{certifi.where()} for every date; validated 27 of 65 observations" in lines[0]
+    assert "did not validate" in result.output
+    assert "one pin per host per release every 30 days" in result.output
