@@ -287,12 +287,13 @@ def _death_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Days from the pin to the earliest and latest moment the server can have switched:
     after the last passing check and the new leaf's notBefore, before the first failing
-    check and the old leaf's notAfter (meaningful where the pin broke)."""
+    check and (where it is not earlier than that) the old leaf's notAfter; meaningful where
+    the pin broke."""
     passed = np.where(outcome.last_pass == outcome.index, pinned_us, batch.at[outcome.last_pass])
     failing = batch.at[outcome.first_fail]
-    upper_us = np.minimum(failing, np.maximum(batch.leaf_not_after[outcome.last_pass], passed))
-    lower_us = np.maximum(passed, batch.leaf_not_before[outcome.first_fail])
-    lower_us = np.minimum(lower_us, upper_us)
+    # notBefore is a hard bound, the old notAfter a soft one (see the Python engine)
+    lower_us = np.minimum(np.maximum(passed, batch.leaf_not_before[outcome.first_fail]), failing)
+    upper_us = np.minimum(failing, np.maximum(batch.leaf_not_after[outcome.last_pass], lower_us))
     return (
         np.maximum(lower_us - pinned_us, 0) / _DAY_US,
         np.maximum(upper_us - pinned_us, 0) / _DAY_US,

@@ -50,8 +50,9 @@ REPLAY_COLUMNS = [
 """One row per pin. ``days_survived`` runs to ``broken_at`` (the first observation the pins
 rejected) or, censored, to ``last_checked_at`` (the last observation that checked the pins,
 never later; the pin time when none did). A death lies between the last passing and the
-first failing observation, narrowed by certificate dates (the server cannot have switched
-before the new leaf's notBefore, nor kept the old leaf past its notAfter):
+first failing observation, narrowed by certificate dates: not before the new leaf's notBefore (it
+was not served before it existed), and by the old leaf's notAfter unless that falls before
+the new leaf existed (servers do keep serving expired leaves):
 ``death_lower_days``/``death_upper_days``, empty when censored. ``unchecked`` counts the
 observations in the pin's follow-up whose chain could not be checked (it did not validate,
 under verified semantics)."""
@@ -264,8 +265,12 @@ class _Followed:
             last_checked = self.broke.observed_at
             passed = self.last_pass.observed_at if self.last_pass else pinned_at
             old_leaf = (self.last_pass or pinned).presented[0]
-            upper = days(min(self.broke.observed_at, max(old_leaf.not_after, passed)))
-            lower = min(days(max(passed, self.broke.presented[0].not_before)), upper)
+            # The new leaf's notBefore is a hard bound (it was not served before it existed);
+            # the old leaf's notAfter a soft one (servers do serve expired leaves), so it
+            # yields to the first.
+            switch = min(max(passed, self.broke.presented[0].not_before), self.broke.observed_at)
+            lower = days(switch)
+            upper = days(min(self.broke.observed_at, max(old_leaf.not_after, switch)))
         else:
             last_checked = self.last_pass.observed_at if self.last_pass else pinned_at
         return {

@@ -22,9 +22,11 @@ from typer.testing import CliRunner
 
 from pinlab.cli import app
 from pinlab.pins import Semantics
-from pinlab.survival import PinSurvival
+from pinlab.store import Store
+from pinlab.survival import PinSurvival, observed_chains, replay
 from pinlab.survival.fit import one_pin_per_release
 from pinlab.testbed.pki import CA, KeyType, pooled_key
+from pinlab.verify import TrustStore
 from tests.survival.test_python_engine import T0, _day, _replay, pki  # noqa: F401
 
 DAY = timedelta(days=1)
@@ -154,3 +156,33 @@ def test_simulate_states_the_trust_store_and_what_was_checked(
     assert f"{certifi.where()} for every date; validated 27 of 65 observations" in lines[0]
     assert "did not validate" in result.output
     assert "one pin per host per release every 30 days" in result.output
+
+
+def test_real_histories_censor_at_the_last_check_and_bound_each_death(
+    real_db: Path,
+) -> None:
+    """On ../shared/data's real histories: no censored pin survives past its last checked
+    observation, and each death lies between the last passing and the first failing
+    check, inside the dates of the certificates served around it."""
+    with Store.open(real_db, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+    chains = observed_chains(observations, certificates, trust_stores=TrustStore.certifi())
+    rows = replay(chains)
+    days = pd.to_timedelta(rows["days_survived"], unit="D")
+    censored, broken = rows[~rows["broken"]], rows[rows["broken"]]
+    assert len(censored) > 0
+    assert len(broken) > 0
+    gap = (censored["pinned_at"] + days[censored.index] - censored["last_checked_at"]).abs()
+    assert (gap < pd.Timedelta(seconds=1)).all()
+    observed = {(c.host, c.observed_at): c for c in chains}
+    assert (broken["last_checked_at"] == broken["broken_at"]).all()
+    assert (broken["death_lower_days"] <= broken["death_upper_days"]).all()
+    assert (broken["death_upper_days"] <= broken["days_survived"] + 1e-9).all()
+    for row in broken.itertuples():
+        new_leaf = observed[(row.host, row.broken_at.to_pydatetime())].presented[0]
+        lower_at = row.pinned_at + pd.Timedelta(days=row.death_lower_days)
+        # the switch cannot precede the new leaf's issuance
+        assert lower_at >= new_leaf.not_before - pd.Timedelta(seconds=1)
+    # an unverifiable tail is counted, not survived through
+    verified = rows[rows["semantics"] == "verified"]
+    assert verified["unchecked"].sum() > 0
