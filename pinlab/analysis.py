@@ -236,18 +236,61 @@ def root_store_history(truststores: str | Path) -> TrustStoreHistory:
 
 
 def survival_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """:attr:`PinSurvival.summary` for reading: median days with its interval, 1-year %."""
+    """:attr:`PinSurvival.summary` for reading: n, median days and one-year survival, each
+    with its 95 % interval, as text. An unknown value is "—" (not followed for a year), an
+    infinite median "not reached"; no NaN or inf reaches a reader."""
     if summary.empty:
         return summary
-    table = summary.assign(survival_1y=100 * summary["survival_1y"]).rename(
-        columns={
-            "median_days": "median days",
-            "median_ci_lower": "median low",
-            "median_ci_upper": "median high",
-            "survival_1y": "alive at 1 year (%)",
-        }
-    )
-    return table.set_index(["strategy", "semantics"]).round(1)
+    rows = []
+    for record in summary.to_dict("records"):
+        rows.append({
+            "strategy": record["strategy"], "semantics": record["semantics"],
+            "hosts": _count_text(record.get("hosts")), "pins": _count_text(record["pins"]),
+            "breaks": _count_text(record["breaks"]),
+            "followed (days)": _days_text(record.get("followup_days")),
+            "median days [95 % CI]": _with_interval(
+                _days_text(record["median_days"]), _days_text(record["median_ci_lower"]),
+                _days_text(record["median_ci_upper"]),
+            ),
+            "alive at 1 year [95 % CI]": _with_interval(
+                _percent_text(record["survival_1y"]),
+                _percent_text(record.get("survival_1y_lower")),
+                _percent_text(record.get("survival_1y_upper")),
+            ),
+            "Turnbull, 1 year": _range_text(
+                record.get("turnbull_1y_lower"), record.get("turnbull_1y_upper")
+            ),
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["strategy", "semantics"])
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _count_text(value: Any) -> str:
+    return "—" if _missing(value) else f"{int(value):,}"
+
+
+def _days_text(value: Any) -> str:
+    if _missing(value):
+        return "—"
+    return "not reached" if value == float("inf") else f"{float(value):,.0f}"
+
+
+def _percent_text(value: Any) -> str:
+    return "—" if _missing(value) else f"{100 * float(value):.0f}%"
+
+
+def _with_interval(value: str, lower: str, upper: str) -> str:
+    return value if value == "—" else f"{value} [{lower}, {upper}]"
+
+
+def _range_text(lower: Any, upper: Any) -> str:
+    if _missing(lower) or _missing(upper):
+        return "—"
+    low, high = _percent_text(lower), _percent_text(upper)
+    return low if low == high else f"{low} to {high}"
 
 
 def stranded_by_day(breakage: pd.DataFrame) -> pd.DataFrame:
