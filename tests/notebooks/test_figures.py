@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -105,3 +106,23 @@ def test_key_labels() -> None:
     assert analysis.key_label("RSA", 2048, None) == "RSA-2048"
     assert analysis.key_label("Ed25519", None, None) == "Ed25519"
     assert analysis.key_label(None, None, None) == "unknown"
+
+
+def test_an_unresolved_overhead_is_listed_never_plotted_as_a_cost(bench_file: Path) -> None:
+    """A pinned handshake measured faster than the bare one (noise under load) must not be
+    drawn as a cost, nor vanish from a log scale: it is listed as not resolved."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = analysis.load_bench(bench_file)[0].rows
+    pinned = rows["overhead_pct_of_handshake"].notna() & (rows["operation"] != "validation + pins")
+    assert pinned.any()
+    noisy = rows.copy()
+    noisy.loc[pinned, "overhead_pct_of_handshake"] = -45.0
+    ax = figures.plot_handshake_share(noisy)
+    texts = " ".join(text.get_text() for text in ax.texts)
+    assert "not resolved at this load" in texts
+    assert "-45%" in texts
+    plotted = [x for collection in ax.collections for x, _ in collection.get_offsets()]
+    assert plotted
+    assert min(plotted) > 0
