@@ -51,6 +51,7 @@ demo: setup
 	$(BIN)/pinlab truststores fetch || echo "pinlab: warning: certifi history not fetched; replays validate with today's roots"
 	$(BIN)/pinlab lab run data/lab/demo.toml --db $(DEMO)/pinlab.duckdb --out $(DEMO)/lab
 	$(BIN)/pinlab import-pem $(SHARED_DATA)/real-histories/manifest.csv --db $(DEMO)/pinlab.duckdb --label real-histories
+	$(BIN)/pinlab demo-campaign --db $(DEMO)/pinlab.duckdb --out $(DEMO)/campaign
 	$(BIN)/pinlab history --db $(DEMO)/pinlab.duckdb --out $(DEMO)/ledger.csv --summary
 	$(BIN)/pinlab simulate --db $(DEMO)/pinlab.duckdb --out $(DEMO)/replay.csv
 	$(BIN)/pinlab bench pins --quick --out $(DEMO)/bench.json

@@ -24,13 +24,20 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def print_summary(summary: CollectSummary, bad_lines: int) -> None:
-    """The campaign's statuses and counts, as a table."""
+def print_summary(
+    summary: CollectSummary, bad_lines: int, validations: dict[str, int] | None = None
+) -> None:
+    """The campaign's statuses and counts, as a table; with ``validations``, what path
+    validation said of the chains read (a chain read is not a chain that validates)."""
     table = Table(title=f"scan {summary.scan.scan_id}", show_header=True)
     table.add_column("status")
     table.add_column("observations", justify="right")
     for status, count in summary.statuses.most_common():
         table.add_row(status, str(count))
+    if validations:
+        table.add_section()
+        for outcome, count in sorted(validations.items(), key=lambda item: -item[1]):
+            table.add_row(f"  chain {outcome}", str(count))
     table.add_section()
     table.add_row("total", str(summary.observations))
     table.add_row("skipped (already done)", str(summary.skipped))

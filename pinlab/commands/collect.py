@@ -146,9 +146,10 @@ def collect_command(
                     err_console.print("pinlab: interrupted; continue with --resume")
                     raise typer.Exit(130) from None
                 progress.update(task, total=summary.observations)
+            validations = store.validation_counts(scan.scan_id)
         if bad_lines > MAX_REPORTED_BAD_LINES:
             err_console.print(f"pinlab: {bad_lines} bad target lines in all")
-        print_summary(summary, bad_lines)
+        print_summary(summary, bad_lines, validations)
 
 
 def _scan(

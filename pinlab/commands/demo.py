@@ -94,6 +94,31 @@ def demo_command(
     console.print(f"pins of {count} certificates, host by host: {pins_file}")
 
 
+def demo_campaign_command(
+    db: Annotated[Path, typer.Option("--db", help="The store the campaign writes into.")] = Path(
+        "data/demo/pinlab.duckdb"
+    ),
+    out: Annotated[Path, typer.Option("--out", help="Where the targets and roots go.")] = Path(
+        "data/demo/campaign"
+    ),
+) -> None:
+    """Run a collection campaign on loopback: ``pinlab collect`` against an nginx farm whose
+    answers are known (valid chains, an untrusted root, hostname mismatches, a closed port).
+    """
+    from pinlab.commands.collect import collect_command
+    from pinlab.lab.campaign import demo_campaign
+
+    with usage_errors(), demo_campaign(out) as campaign:
+        expected = ", ".join(f"{count} {kind}" for kind, count in campaign.expected.items())
+        console.print(f"demo campaign on loopback: {expected} (targets: {campaign.targets})")
+        collect_command(
+            campaign.targets, db=db, concurrency=16, per_ip=16, rate=None, timeout=5.0,
+            port=443, label="demo campaign (loopback nginx)", resume=False, strict=True,
+            no_sni=False, ca_file=campaign.ca_file, retries=0, cluster=None, workers=None,
+        )  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``demo`` to the CLI."""
+    """Add ``demo`` and ``demo-campaign`` to the CLI."""
     app.command("demo")(demo_command)
+    app.command("demo-campaign")(demo_campaign_command)

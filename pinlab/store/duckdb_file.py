@@ -288,6 +288,15 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def validation_counts(self, scan_id: str) -> dict[str, int]:
+        """Observations of ``scan_id`` that read a chain, by validation outcome."""
+        rows = self.connection.execute(
+            "SELECT coalesce(validation, 'not validated'), count(*) FROM observations "
+            "WHERE scan_id = ? AND status = 'ok' GROUP BY 1",
+            [scan_id],
+        ).fetchall()
+        return {str(outcome): int(count) for outcome, count in rows}
+
     def observations_df(self, scan_id: str | None = None) -> pd.DataFrame:
         """Observations (all, or one scan's) in time order."""
         where, params = ("WHERE scan_id = ?", [scan_id]) if scan_id else ("", [])
