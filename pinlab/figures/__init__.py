@@ -29,6 +29,7 @@ from pinlab.figures.cost import (
 from pinlab.figures.renewals import (
     VALIDITY_CAPS,
     plot_change_rates,
+    plot_key_reuse_by_ca,
     plot_key_survival,
     plot_keys_per_host,
     plot_reuse_by_host,
@@ -58,6 +59,7 @@ __all__ = [
     "plot_handshake_share",
     "plot_handshake_times",
     "plot_issuers",
+    "plot_key_reuse_by_ca",
     "plot_key_survival",
     "plot_keys_per_host",
     "plot_leaf_keys",

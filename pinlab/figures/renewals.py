@@ -12,6 +12,7 @@ from pinlab.figures._base import axes, dates, empty, legend_outside, percent
 __all__ = [
     "VALIDITY_CAPS",
     "plot_change_rates",
+    "plot_key_reuse_by_ca",
     "plot_key_survival",
     "plot_keys_per_host",
     "plot_reuse_by_host",
@@ -118,4 +119,28 @@ def plot_validity(validity: pd.DataFrame, ax: Any = None) -> Any:
     legend_outside(ax, "leaf key")
     if ax.get_legend() is not None:
         ax.get_legend().set_bbox_to_anchor((1.16, 1))
+    return ax
+
+
+def plot_key_reuse_by_ca(reuse: pd.DataFrame, ax: Any = None) -> Any:
+    """Per CA, the share of renewals that kept the leaf key, with its Wilson 95 % interval
+    (:func:`pinlab.history.key_reuse_by_ca`), labelled "k of n"."""
+    ax = axes(ax, (7.5, 0.5 + 0.45 * max(len(reuse), 2)))
+    title = "Key kept at reissue, per CA"
+    if reuse.empty:
+        return empty(ax, title, "no renewals")
+    rows = reuse.iloc[::-1]  # most renewals at the top
+    positions = np.arange(len(rows))
+    share = 100 * rows["share"].to_numpy(dtype=float)
+    errors = [
+        share - 100 * rows["ci_lower"].to_numpy(dtype=float),
+        100 * rows["ci_upper"].to_numpy(dtype=float) - share,
+    ]
+    ax.barh(positions, share, xerr=errors, capsize=3, alpha=0.8)
+    for y, k, n in zip(positions, rows["key_reuses"], rows["renewals"], strict=True):
+        ax.text(101, y, f" {k} of {n}", va="center", fontsize=9)
+    ax.set_yticks(positions, [str(ca) for ca in rows["ca"]])
+    ax.set(title=title, xlabel="renewals that kept the leaf key (%, 95 % Wilson interval)",
+           ylabel="", xlim=(0, 118))  # fmt: skip
+    percent(ax, "x")
     return ax

@@ -43,8 +43,27 @@ pandas DataFrames (readable; for notebooks, tests and survival's replay); :class
 derives the same tables in DuckDB straight from a store, a connection or a Parquet dataset
 (a million hosts x 12 observations in well under a minute: ``pinlab bench history``). The
 rules both follow are in :mod:`pinlab.history.rules`, and the tests hold them equal.
+
+**Analyses from the literature** take those tables and return tidy frames:
+:mod:`pinlab.history.analyses` (renewal-schedule regularity, key reuse per CA, key-type
+migrations, Wilson intervals) and :mod:`pinlab.history.events` (time to rotate after a CA
+event, and the events of the Let's Encrypt hierarchy).
 """
 
+from pinlab.history.analyses import (
+    AnalysisInputError,
+    key_reuse_by_ca,
+    key_type_migrations,
+    regularity_summary,
+    renewal_regularity,
+    wilson_interval,
+)
+from pinlab.history.events import (
+    LE_SUCCESSIONS,
+    le_ca_events,
+    rotation_after_events,
+    rotation_summary,
+)
 from pinlab.history.frames import (
     host_summary,
     key_lifetimes,
@@ -58,14 +77,24 @@ from pinlab.history.sql import History, HistoryError, ledger_from_connection
 
 __all__ = [
     "LEDGER_COLUMNS",
+    "LE_SUCCESSIONS",
     "SIGHTING_COLUMNS",
+    "AnalysisInputError",
     "History",
     "HistoryError",
     "host_summary",
     "key_lifetimes",
+    "key_reuse_by_ca",
+    "key_type_migrations",
+    "le_ca_events",
     "leaf_sightings",
     "ledger_from_connection",
     "population_summary",
+    "regularity_summary",
     "renewal_ledger",
+    "renewal_regularity",
+    "rotation_after_events",
+    "rotation_summary",
     "validity_over_time",
+    "wilson_interval",
 ]

@@ -10,7 +10,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from pinlab import analysis, figures
+from pinlab import analysis, figures, history
 from pinlab.history import LEDGER_COLUMNS
 
 matplotlib.use("Agg")
@@ -55,6 +55,7 @@ def _empty_frames() -> dict[str, pd.DataFrame]:
         "curve": analysis.kaplan_meier(pd.Series(dtype=float), pd.Series(dtype=bool)),
         "validity": analysis.validity_by_issuance(pd.DataFrame()),
         "stranded": analysis.stranded_by_day(pd.DataFrame()),
+        "reuse": history.key_reuse_by_ca(pd.DataFrame(columns=LEDGER_COLUMNS)),
     }
 
 
@@ -69,6 +70,7 @@ CASES: list[tuple[str, Callable[..., Any], str]] = [
     ("key survival", figures.plot_key_survival, "curve"),
     ("validity", figures.plot_validity, "validity"),
     ("stranded", figures.plot_stranded, "stranded"),
+    ("key reuse by CA", figures.plot_key_reuse_by_ca, "reuse"),
 ]
 
 
