@@ -141,3 +141,22 @@ def test_an_empty_history_is_refused(
     observations, certificates, store = history
     with pytest.raises(SparseCheckError):
         thinning_check(observations.iloc[:0], certificates, trust_stores=store)
+
+
+def test_the_figure_draws_truth_estimate_and_envelope(check: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pinlab.figures import plot_sparse_check
+
+    ax = plot_sparse_check(check)
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[0].startswith("truth (dense data): 4")
+    assert "Kaplan-Meier (death at first failure)" in labels
+    km = next(line for line in ax.get_lines() if line.get_label().startswith("Kaplan"))
+    assert list(km.get_ydata()) == list(check[check["measure"] == "median_days"]["km"])
+    assert "leaf-spki pins, presented chain" in ax.get_title()
+    assert not plot_sparse_check(check, measure="survival_999d").get_lines()
+    plt.close("all")
