@@ -42,6 +42,7 @@ from pinlab.figures.survival import (
     plot_root_lifetimes,
     plot_root_store,
     plot_semantics,
+    plot_sparse_check,
     plot_survival,
 )
 from pinlab.figures.updates import plot_expiry_tradeoff, plot_scenarios, plot_stranded
@@ -68,6 +69,7 @@ __all__ = [
     "plot_root_store",
     "plot_scenarios",
     "plot_semantics",
+    "plot_sparse_check",
     "plot_statuses",
     "plot_stranded",
     "plot_survival",

@@ -23,6 +23,7 @@ __all__ = [
     "plot_root_lifetimes",
     "plot_root_store",
     "plot_semantics",
+    "plot_sparse_check",
     "plot_survival",
 ]
 
@@ -246,4 +247,53 @@ def plot_issuers(issuers: pd.DataFrame, host: str, ax: Any = None) -> Any:
     ax.set(title=title, xlabel="observed", ylabel="issuing intermediate")
     dates(ax)
     legend_outside(ax, "intermediate's key")
+    return ax
+
+
+def plot_sparse_check(
+    frame: pd.DataFrame,
+    ax: Any = None,
+    *,
+    measure: str = "median_days",
+    strategy: str | None = None,
+    semantics: str | None = None,
+) -> Any:
+    """How far each estimator moves from the truth as observations thin out.
+
+    ``frame`` is :func:`pinlab.survival.sparse.thinning_check`'s. For one strategy and
+    semantics (the first of the frame unless named) and one ``measure``: the truth (dashed),
+    Kaplan-Meier at each spacing (dots) and Turnbull's NPMLE envelope (bars, drawn to the
+    axes' edge where it is unbounded) with its midpoint.
+    """
+    ax = axes(ax, (7.5, 4.5))
+    title = f"Sparse sampling: {measure.replace('_', ' ')} against the truth"
+    shown = frame[frame["measure"] == measure] if not frame.empty else frame
+    if not shown.empty:
+        strategy = strategy or str(shown["strategy"].iloc[0])
+        semantics = semantics or str(shown["semantics"].iloc[0])
+        mask = (shown["strategy"] == strategy) & (shown["semantics"] == semantics)
+        shown = shown[mask].sort_values("every")
+    if shown.empty:
+        return empty(ax, title, f"no sparse-sampling check of {measure}")
+    title += f"\n{strategy} pins, {semantics} chain"
+    every = shown["every"].to_numpy(float)
+    truth = float(shown["truth"].iloc[0])
+    ax.axhline(truth, color="0.3", linestyle="--", label=f"truth (dense data): {truth:.3g}")
+    ax.plot(every, shown["km"], "o-", color="C3", label="Kaplan-Meier (death at first failure)")
+    values = pd.concat([shown["km"], shown["turnbull_lower"], shown["turnbull_upper"]])
+    finite = values[values.abs() != float("inf")].dropna()
+    top = max(float(finite.max()) if len(finite) else truth, truth) * 1.1 or 1.0
+    lower = shown["turnbull_lower"].clip(upper=top).to_numpy(float)
+    upper = shown["turnbull_upper"].clip(upper=top).to_numpy(float)
+    middle = (lower + upper) / 2
+    ax.errorbar(
+        every + 4, middle, yerr=[middle - lower, upper - middle], fmt="s", color="C0",
+        capsize=4, label="Turnbull NPMLE envelope (interval-censored)",
+    )  # fmt: skip
+    ax.set_ylim(bottom=0, top=top)
+    ax.set_xticks(every)
+    ax.set_xlabel("days between observations after thinning")
+    ax.set_ylabel(measure.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
     return ax

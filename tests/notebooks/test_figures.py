@@ -85,7 +85,7 @@ def test_an_empty_frame_gives_axes_that_say_so(name: str, plot: Any, frame: str)
     "plot",
     [figures.plot_survival, figures.plot_semantics, figures.plot_root_store,
      figures.plot_root_lifetimes, figures.plot_expiry_tradeoff, figures.plot_scenarios,
-     figures.plot_cost_vs_limit, figures.plot_keys_per_host],
+     figures.plot_cost_vs_limit, figures.plot_keys_per_host, figures.plot_sparse_check],
 )  # fmt: skip
 def test_empty_derived_tables(plot: Any) -> None:
     ax = plot(pd.DataFrame())
