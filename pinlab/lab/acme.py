@@ -78,6 +78,22 @@ class Lego:
         self.timeout = timeout
         self._registered: set[str] = set()
         self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._running_lock = threading.Lock()  # apart: register() holds _lock around _run
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Kill the lego runs in flight and refuse new ones (an interrupted lab run).
+
+        Worker threads would otherwise let lego finish its order and write into a folder
+        that is being removed."""
+        with self._running_lock:
+            self._stopping = True
+            running = list(self._running)
+        for process in running:
+            process.kill()
+        for process in running:
+            process.wait()
 
     def live_files(self, host: str) -> tuple[Path, Path]:
         """Where lego keeps the current bundle and key of ``host`` (what nginx serves)."""
@@ -143,19 +159,26 @@ class Lego:
             host,
             *command,
         ]
+        with self._running_lock:
+            if self._stopping:
+                raise LabError("the lab run was stopped")
+            process = subprocess.Popen(
+                argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            self._running.add(process)
         try:
-            result = subprocess.run(
-                argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-            )
+            stdout, stderr = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
             raise LabError(
                 f"lego {command[0]} for {host} timed out after {self.timeout}s"
             ) from None
+        finally:
+            with self._running_lock:
+                self._running.discard(process)
+        result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
             tail = "\n".join(tail.splitlines()[-5:])

@@ -144,7 +144,20 @@ def run_lab(
         with contextlib.ExitStack() as stack:
             return _run(scenario, out, workdir, stack, recorder, on_round)
     finally:
+        _remove(workdir)
+
+
+def _remove(workdir: Path, *, attempts: int = 50) -> None:
+    """Remove the run's folder, again while stopped servers still write their last files.
+
+    On a loaded machine an nginx or Pebble that was just told to stop may write a log or
+    pid file while the folder is being removed, leaving it non-empty.
+    """
+    for _ in range(attempts):
         shutil.rmtree(workdir, ignore_errors=True)
+        if not workdir.exists():
+            return
+        time.sleep(0.1)
 
 
 def _start_ca(scenario: Scenario, name: str, workdir: Path, tls: PebbleTLS, epoch: int) -> _CA:
@@ -213,6 +226,7 @@ def _run(
             except BaseException:
                 for future in futures:
                     future.cancel()
+                lego.stop()  # orders in flight would outlive the run and write into it
                 raise
         for host, item in zip(due, issued, strict=True):
             state = states[host.name]
