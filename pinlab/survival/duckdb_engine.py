@@ -285,15 +285,15 @@ def _timestamps(epoch_us: np.ndarray) -> pd.Series:
 def _death_bounds(
     batch: Batch, outcome: PinOutcome, pinned_us: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Days from the pin to the earliest and latest moment the server can have switched:
-    after the last passing check and the new leaf's notBefore, before the first failing
-    check and (where it is not earlier than that) the old leaf's notAfter; meaningful where
-    the pin broke."""
+    """Days from the pin to the earliest and latest moment the server can have switched,
+    by the Python engine's rule: before the first failing check and the old leaf's notAfter,
+    after the last passing check and the new leaf's notBefore where that is not later (the
+    new leaf can be the old one's successor); meaningful where the pin broke."""
     passed = np.where(outcome.last_pass == outcome.index, pinned_us, batch.at[outcome.last_pass])
     failing = batch.at[outcome.first_fail]
-    # notBefore is a hard bound, the old notAfter a soft one (see the Python engine)
-    lower_us = np.minimum(np.maximum(passed, batch.leaf_not_before[outcome.first_fail]), failing)
-    upper_us = np.minimum(failing, np.maximum(batch.leaf_not_after[outcome.last_pass], lower_us))
+    upper_us = np.minimum(failing, np.maximum(batch.leaf_not_after[outcome.last_pass], passed))
+    issued = batch.leaf_not_before[outcome.first_fail]
+    lower_us = np.where(issued <= upper_us, np.maximum(passed, issued), passed)
     return (
         np.maximum(lower_us - pinned_us, 0) / _DAY_US,
         np.maximum(upper_us - pinned_us, 0) / _DAY_US,

@@ -50,9 +50,10 @@ REPLAY_COLUMNS = [
 """One row per pin. ``days_survived`` runs to ``broken_at`` (the first observation the pins
 rejected) or, censored, to ``last_checked_at`` (the last observation that checked the pins,
 never later; the pin time when none did). A death lies between the last passing and the
-first failing observation, narrowed by certificate dates: not before the new leaf's notBefore (it
-was not served before it existed), and by the old leaf's notAfter unless that falls before
-the new leaf existed (servers do keep serving expired leaves):
+first failing observation, narrowed by certificate dates: by the old leaf's notAfter
+(assuming servers do not serve expired leaves), and by the new leaf's notBefore where that
+is not later (the new leaf can then be the old one's successor; otherwise a leaf that was
+not observed came between):
 ``death_lower_days``/``death_upper_days``, empty when censored. ``unchecked`` counts the
 observations in the pin's follow-up whose chain could not be checked (it did not validate,
 under verified semantics)."""
@@ -265,12 +266,16 @@ class _Followed:
             last_checked = self.broke.observed_at
             passed = self.last_pass.observed_at if self.last_pass else pinned_at
             old_leaf = (self.last_pass or pinned).presented[0]
-            # The new leaf's notBefore is a hard bound (it was not served before it existed);
-            # the old leaf's notAfter a soft one (servers do serve expired leaves), so it
-            # yields to the first.
-            switch = min(max(passed, self.broke.presented[0].not_before), self.broke.observed_at)
-            lower = days(switch)
-            upper = days(min(self.broke.observed_at, max(old_leaf.not_after, switch)))
+            # The old leaf's notAfter: a server does not serve an expired leaf (an
+            # assumption: some do). The new leaf's notBefore, where it is not later than
+            # that: the new leaf can then be the old one's successor; later, a leaf not
+            # observed came between (sparse observations) and only the checks bound the
+            # switch. A leaf dated after it was served (the lab's real-clock certificates
+            # on a virtual clock) bounds nothing either.
+            latest = min(self.broke.observed_at, max(old_leaf.not_after, passed))
+            issued = self.broke.presented[0].not_before
+            lower = days(max(passed, issued) if issued <= latest else passed)
+            upper = days(latest)
         else:
             last_checked = self.last_pass.observed_at if self.last_pass else pinned_at
         return {
