@@ -115,6 +115,11 @@ def plot_semantics(summary: pd.DataFrame, ax: Any = None) -> Any:
     )  # fmt: skip
     if "survival_1y_lower" in shown:
         _interval_bars(ax, shown, order, hue_order)
+    stores: list[str] = []
+    if "trust_store" in shown:
+        stores = [str(store) for store in shown["trust_store"].dropna().unique()]
+    if stores:
+        title += "\ntrust store: " + "; ".join(stores)
     ax.set(title=title, xlabel="pins still accepted after 365 days (%; bars: 95 % interval)",
            ylabel="", xlim=(0, 100))  # fmt: skip
     percent(ax, "x")
@@ -134,6 +139,8 @@ def _interval_bars(ax: Any, shown: pd.DataFrame, order: list[str], hue_order: li
         high = 100 * float(record["survival_1y_upper"])
         if low == low and high == high:  # not NaN: followed for a year
             ax.plot([low, high], [y, y], color="black", lw=1)
+        if "pins" in record:
+            ax.text(1, y, f"n={record['pins']}", va="center", fontsize=7, color="0.15")
 
 
 def plot_breaks(replayed: pd.DataFrame, semantics: str = "verified", ax: Any = None) -> Any:

@@ -84,12 +84,17 @@ def plot_scenarios(summary: pd.DataFrame, ax: Any = None) -> Any:
     if summary.empty:
         return empty(ax, title, "no host profile with a verified chain to project")
     table = summary.pivot_table(index="strategy", columns="scenario", values="survival_1y")
-    table = table[list(dict.fromkeys(summary["scenario"]))]
-    table = 100 * table.loc[strategy_order(table.index)]
+    order = [s for s in dict.fromkeys(summary["scenario"]) if s in table.columns]
+    if not order:
+        return empty(ax, title, "no pin followed for a year: project further (forward_years)")
+    table = 100 * table[order].loc[strategy_order(table.index)]
+    pins = summary.pivot_table(index="strategy", columns="scenario", values="pins")
+    pins = pins.reindex(index=table.index, columns=table.columns)
+    labels = table.round(0).astype("Int64").astype(str) + "\nn=" + pins.astype("Int64").astype(str)
     table.columns = [str(name).replace("+", "\n+ ") for name in table.columns]
     sns.heatmap(
-        table, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="RdYlGn", linewidths=0.5,
-        cbar_kws={"label": "%"}, ax=ax,
+        table, annot=labels.to_numpy(), fmt="", vmin=0, vmax=100, cmap="RdYlGn",
+        linewidths=0.5, cbar_kws={"label": "%"}, ax=ax, annot_kws={"fontsize": 7},
     )  # fmt: skip
     ax.set(title=title, xlabel="validity rule (+ random intermediate rotation)", ylabel="")
     ax.tick_params(axis="x", rotation=0, labelsize=9)
