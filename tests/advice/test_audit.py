@@ -436,3 +436,30 @@ def test_cli_audit_json_shape(
     assert host["broken_at"].startswith("2024-09-16")
     assert {f["code"] for f in document["findings"]} >= {"single-pin", "retired-ca-key"}
     assert all(set(f) == {"severity", "code", "host", "message"} for f in document["findings"])
+
+
+def test_okhttp_calls_with_run_time_values_are_reported_not_skipped() -> None:
+    """A pinner .add whose host and pins are only known at run time is named as
+    unresolved (the developer meant to pin there); another .add(a, b) is not a pinner."""
+    code = b"""
+import okhttp3.CertificatePinner
+class Pins(private val config: Config) {
+    val items = mutableListOf<String>()
+    fun pinner(): CertificatePinner {
+        items.add(config.name, config.other)
+        val builder = CertificatePinner.Builder()
+        builder.add(config.host, config.pin)
+        return CertificatePinner.Builder()
+            .add("api.example.com", "%s")
+            .add(config.host2, config.pin2)
+            .build()
+    }
+}
+""" % PIN_A.encode()
+    config = parse_config(code, name="Pins.kt")
+    unresolved = [f.message for f in config.findings if f.code == "unresolved-call"]
+    assert unresolved == [
+        "Pins.kt:8: cannot resolve .add(config.host, config.pin)",
+        "Pins.kt:11: cannot resolve .add(config.host2, config.pin2)",
+    ]
+    assert [rule.pattern for rule in config.rules] == ["api.example.com"]

@@ -47,7 +47,7 @@ def read_okhttp(text: str, name: str) -> PinConfig:
             v is not None and any(s.startswith(("sha256/", "sha1/")) for s in v) for v in values
         )
         host_ok = hosts is not None and len(hosts) == 1 and _HOSTLIKE.fullmatch(hosts[0])
-        if not pinlike and not (host_ok and None in values):
+        if not pinlike and not (host_ok and None in values) and not _on_pinner(code, match.start()):
             continue  # another .add(...), not a pinner call
         if hosts is None or len(hosts) != 1 or None in values:
             call = " ".join(code[match.start() : balanced(code, open_at)].split())[:120]
@@ -73,6 +73,24 @@ def read_okhttp(text: str, name: str) -> PinConfig:
         for pattern, (pins, where) in by_pattern.items()
     )
     return PinConfig("okhttp", name, rules, tuple(findings))
+
+
+def _on_pinner(code: str, at: int) -> bool:
+    """Whether the ``.add(`` at ``at`` is called on a CertificatePinner builder: in a chain
+    that starts at ``CertificatePinner.Builder()``, or on a variable assigned one. Such a
+    call is reported even when neither its host nor its pins can be resolved (values known
+    only at run time), where another ``.add(a, b)`` of the file is left alone."""
+    statement = code[
+        max(code.rfind(";", 0, at), code.rfind("{", 0, at), code.rfind("}", 0, at)) + 1 : at
+    ]
+    if "CertificatePinner" in statement:
+        return True
+    receiver = re.search(r"(\w+)\s*$", statement)
+    if receiver is None:
+        return False
+    name = re.escape(receiver.group(1))
+    assigned = rf"\b{name}\s*(?::\s*[\w.]+\s*)?=\s*(?:new\s+)?CertificatePinner\.Builder"
+    return re.search(assigned, code) is not None
 
 
 def _argument(arg: str, constants: Constants, code: str, at: int) -> list[str] | None:
