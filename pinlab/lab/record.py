@@ -17,6 +17,14 @@ has started so far (rolled-over and second-CA roots included): Pebble dates its
 certificates by the real clock, so validating them at the virtual time would only ever say
 ``untrusted`` (not yet valid, or long expired). A lab observation is ``valid`` when the
 chain built to a Pebble root and named the host at the moment it was served.
+
+**Certificate dates on the virtual clock.** So that renewal intervals, validity lengths and
+death bounds read in the scenario's days, the store dates every certificate of a lab run on
+the virtual clock (:meth:`pinlab.store.Store.redate_certificates`): ``not_before`` is the
+virtual time of the round that first served it (a leaf is issued and served in the same
+round), ``not_after`` that plus the certificate's own validity (Pebble's, 5 years for a
+leaf). The DER keeps Pebble's real dates, which validation uses; the scans say
+``"certificate_clock": "virtual"``.
 """
 
 from __future__ import annotations
@@ -82,6 +90,7 @@ class LabRecorder:
         self.source = str(source.resolve()) if source is not None else None
         self.run_id = uuid.uuid4().hex
         self.scans: list[Scan] = []
+        self._dated: set[str] = set()
 
     def observe(self, round_: int, port: int, trust_store: TrustStore) -> list[Observed]:
         """Collect every lab host on ``127.0.0.1:port`` as the scan of round ``round_``.
@@ -107,7 +116,24 @@ class LabRecorder:
             trust_store=trust_store,
             validation_clock=self.validation_clock,
         )
-        return [Observed(round_, row) for row in stored_observations(self.store, scan.scan_id)]
+        observed = [Observed(round_, row) for row in stored_observations(self.store, scan.scan_id)]
+        self._redate(at, trust_store, observed)
+        return observed
+
+    def _redate(self, at: datetime, trust_store: TrustStore, observed: Sequence[Observed]) -> None:
+        """Date the certificates first served (or first trusted) this round at ``at``."""
+        served = {digest for row in observed for digest in row.observation.chain}
+        served |= {root.sha256 for root in trust_store.roots}
+        new = served - self._dated
+        if not new:
+            return
+        own = self.store.connection.execute(
+            "SELECT sha256, not_before, not_after FROM certificates "
+            "WHERE sha256 IN (SELECT unnest(?)) AND not_before IS NOT NULL",
+            [sorted(new)],
+        ).fetchall()
+        self.store.redate_certificates({d: (at, at + (na - nb)) for d, nb, na in own})
+        self._dated |= new
 
     def _scan(self, round_: int, at: datetime, trust_store: TrustStore) -> Scan:
         scenario = self.scenario
@@ -119,6 +145,7 @@ class LabRecorder:
             "days_per_round": scenario.days_per_round,
             "hosts": len(scenario.hosts),
             "virtual_clock": True,
+            "certificate_clock": "virtual",
             "validation_clock": "real",
             "trust_store": trust_store.name,
             **ScanAnchors(

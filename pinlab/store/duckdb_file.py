@@ -19,7 +19,7 @@ import importlib.metadata
 import os
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -264,6 +264,22 @@ class Store:
         )
 
     # -- resuming --------------------------------------------------------------------------
+
+    def redate_certificates(self, dates: Mapping[str, tuple[datetime, datetime]]) -> None:
+        """Set the stored ``not_before``/``not_after`` of certificates (by SHA-256).
+
+        For certificates dated on another clock than their observations: the rotation lab's
+        Pebble dates them by the real clock while its rounds run on a virtual one, so the lab
+        restates each on the virtual clock (see :mod:`pinlab.lab.record`). The DER, and so
+        path validation, keeps the certificate's own dates.
+        """
+        if not dates:
+            return
+        rows = [(nb, na, digest) for digest, (nb, na) in dates.items()]
+        with self.transaction():
+            self.connection.executemany(
+                "UPDATE certificates SET not_before = ?, not_after = ? WHERE sha256 = ?", rows
+            )
 
     def unfinished_scan(self, targets: str) -> Scan | None:
         """The latest unfinished scan of the target file ``targets`` (absolute path)."""

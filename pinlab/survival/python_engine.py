@@ -89,6 +89,7 @@ def observed_chains(
         )
     }  # fmt: skip
     own_validation = _scan_validation(scans, parsed)
+    restated = _restated_dates(certificates, parsed)
     chains: list[ObservedChain] = []
     ok = observations[observations["status"] == "ok"]
     for row in ok.to_dict("records"):
@@ -112,9 +113,10 @@ def observed_chains(
         lineage = lineages.get((row["host"], row["port"], sni, digests[0]), "")
         chains.append(
             ObservedChain(
-                row["host"], int(row["port"]), sni, at, presented, verified, legacy, lineage
+                row["host"], int(row["port"]), sni, at, presented, verified, legacy, lineage,
+                restated.get(digests[0]),
             )
-        )
+        )  # fmt: skip
     return sorted(chains, key=lambda c: (c.host, c.port, c.sni, c.lineage, c.observed_at))
 
 
@@ -135,6 +137,25 @@ def _scan_validation(
             store = TrustStore.from_certificates(anchors, name=name)
             chosen[scan_id] = (recorded.validated_at, store)
     return chosen
+
+
+def _restated_dates(
+    certificates: pd.DataFrame, parsed: dict[str, Certificate]
+) -> dict[str, tuple[datetime, datetime]]:
+    """sha256 -> (notBefore, notAfter) where the store dates a certificate otherwise than
+    its DER does (the rotation lab's virtual clock)."""
+    if certificates.empty or "not_before" not in certificates:
+        return {}
+    restated: dict[str, tuple[datetime, datetime]] = {}
+    columns = (certificates["sha256"], certificates["not_before"], certificates["not_after"])
+    for digest, nb, na in zip(*columns, strict=True):
+        own = parsed.get(str(digest))
+        if own is None or pd.isna(nb) or pd.isna(na):
+            continue
+        dates = (pd.Timestamp(nb).to_pydatetime(), pd.Timestamp(na).to_pydatetime())
+        if dates != (own.not_before, own.not_after):
+            restated[str(digest)] = dates
+    return restated
 
 
 def _parse_certificates(certificates: pd.DataFrame) -> dict[str, Certificate]:
@@ -265,15 +286,14 @@ class _Followed:
         if self.broke is not None:
             last_checked = self.broke.observed_at
             passed = self.last_pass.observed_at if self.last_pass else pinned_at
-            old_leaf = (self.last_pass or pinned).presented[0]
+            old_leaf = self.last_pass or pinned
             # The old leaf's notAfter: a server does not serve an expired leaf (an
             # assumption: some do). The new leaf's notBefore, where it is not later than
             # that: the new leaf can then be the old one's successor; later, a leaf not
             # observed came between (sparse observations) and only the checks bound the
-            # switch. A leaf dated after it was served (the lab's real-clock certificates
-            # on a virtual clock) bounds nothing either.
-            latest = min(self.broke.observed_at, max(old_leaf.not_after, passed))
-            issued = self.broke.presented[0].not_before
+            # switch. Dates are the store's (the lab's are on its virtual clock).
+            latest = min(self.broke.observed_at, max(old_leaf.leaf_not_after, passed))
+            issued = self.broke.leaf_not_before
             lower = days(max(passed, issued) if issued <= latest else passed)
             upper = days(latest)
         else:

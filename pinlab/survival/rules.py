@@ -71,6 +71,19 @@ class ObservedChain:
     """The path was built by name and signature linkage (SHA-1 era), not by today's verifier."""
     lineage: str = ""
     """The leaf's lineage (:mod:`pinlab.history`): a client keeps meeting one key type."""
+    leaf_dates: tuple[datetime, datetime] | None = None
+    """The leaf's notBefore and notAfter as the store dates it, where that is not the
+    certificate's own (the rotation lab restates them on its virtual clock)."""
+
+    @property
+    def leaf_not_before(self) -> datetime:
+        """The leaf's notBefore on the observations' clock."""
+        return self.leaf_dates[0] if self.leaf_dates else self.presented[0].not_before
+
+    @property
+    def leaf_not_after(self) -> datetime:
+        """The leaf's notAfter on the observations' clock."""
+        return self.leaf_dates[1] if self.leaf_dates else self.presented[0].not_after
 
     def chain(self, semantics: Semantics) -> tuple[Certificate, ...] | None:
         """The chain a client with these semantics checks pins against (None: no connection)."""

@@ -566,3 +566,46 @@ def _round_of(scenario: Scenario, when: pd.Timestamp) -> int:
     rounds = [i for i in range(scenario.rounds) if scenario.observed_at(i) == when]
     assert len(rounds) == 1
     return rounds[0]
+
+
+def test_lab_certificates_are_dated_on_the_virtual_clock(lab_run: Run) -> None:
+    """Renewal intervals and validity lengths read in the scenario's days (issue 17): a host
+    renewing every round of 10 days renews every 10 days, the "slow" group (every third
+    round) every 30, and each leaf's notBefore is the virtual time it was first served."""
+    with Store.open(lab_run.db, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+    ledger = renewal_ledger(observations, certificates)
+    group_of = {r.host: r.group for r in lab_run.result.truth}
+    intervals: dict[str, set[float]] = {}
+    for host, days in zip(ledger["host"], ledger["renewal_interval_days"], strict=True):
+        intervals.setdefault(group_of[host], set()).add(round(float(days), 6))
+    days_per_round = lab_run.scenario.days_per_round
+    expected = {g.name: {float(days_per_round * g.renew_every)} for g in lab_run.scenario.groups}
+    assert intervals == expected
+    assert intervals["slow"] == {30.0}
+    first_round = {}
+    for row in sorted(lab_run.result.truth, key=lambda r: r.round):
+        first_round.setdefault(row.leaf_sha256, row.observed_at)
+    stored = certificates.set_index("sha256")
+    for leaf, virtual_at in first_round.items():
+        own = Certificate.from_der(bytes(stored.loc[leaf, "der"]))
+        assert pd.Timestamp(stored.loc[leaf, "not_before"]) == pd.Timestamp(virtual_at)
+        validity = pd.Timestamp(stored.loc[leaf, "not_after"]) - pd.Timestamp(virtual_at)
+        assert validity == own.not_after - own.not_before  # Pebble's own validity
+        assert own.not_before > virtual_at  # the DER keeps Pebble's real dates
+
+
+def test_replayed_death_bounds_of_a_lab_run_are_the_renewal_round(lab_run: Run) -> None:
+    """With virtual certificate dates, a broken leaf-key pin's death is pinned to the round
+    that served the new leaf: its notBefore bounds the switch from below."""
+    with Store.open(lab_run.db, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+        scans = store.scans_df()
+    chains = observed_chains(
+        observations, certificates, trust_stores=TrustStore.certifi(), scans=scans
+    )
+    replayed = replay(chains, strategies=["leaf-spki"], semantics=[Semantics.VERIFIED])
+    broken = replayed[replayed["broken"]]
+    assert len(broken) > 0
+    assert (broken["death_lower_days"] == broken["death_upper_days"]).all()
+    assert (broken["death_upper_days"] == broken["days_survived"]).all()
