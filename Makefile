@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests and the demo drive for real (servers on loopback).
-DEB_PACKAGES := openssl nginx pebble lego certspotter
-DEB_COMMANDS := openssl nginx pebble lego certspotter
+# Debian packages the tests and the demo drive for real (servers on loopback; Chromium
+# renders the report to check what a reader sees).
+DEB_PACKAGES := openssl nginx pebble lego certspotter chromium
+DEB_COMMANDS := openssl nginx pebble lego certspotter chromium
 SHARED_DATA ?= ../shared/data
 
 .PHONY: test demo lab setup deb lint typecheck pytest clean
@@ -55,7 +56,7 @@ demo: setup
 	$(BIN)/pinlab history --db $(DEMO)/pinlab.duckdb --out $(DEMO)/ledger.csv --summary
 	$(BIN)/pinlab simulate --db $(DEMO)/pinlab.duckdb --out $(DEMO)/replay.csv
 	$(BIN)/pinlab bench pins --quick --out $(DEMO)/bench.json
-	$(BIN)/pinlab report --db $(DEMO)/pinlab.duckdb --data $(SHARED_DATA) --bench $(DEMO)/bench.json --out $(DEMO)/report
+	$(BIN)/pinlab report --db $(DEMO)/pinlab.duckdb --data $(SHARED_DATA) --bench $(DEMO)/bench.json --out $(DEMO)/report --screenshots $(DEMO)/screenshots
 
 lab: setup
 	$(BIN)/python -m ipykernel install --sys-prefix --name pinlab --display-name "Python (pinlab)" >/dev/null

@@ -37,6 +37,7 @@ __all__ = [
     "chain_profile",
     "change_rates",
     "common_name",
+    "cost_table",
     "forward_scenarios",
     "issuing_intermediates",
     "kaplan_meier",
@@ -336,6 +337,39 @@ def _rank_text(rank: Any) -> str:
 
 
 # -- benchmarks ----------------------------------------------------------------------------
+
+
+def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark rows for reading: times in µs with their spread, ratios, and the share of a
+    handshake added, as text. An added share within the runs' own spread (or negative) is
+    "not resolved at this load" with that spread, never a cost; "—" where a row has none."""
+    spread = 100 * rows["iqr_ns"] / rows["median_ns"]
+    added = []
+    for value, noise in zip(rows["overhead_pct_of_handshake"], spread, strict=True):
+        if _missing(value):
+            added.append("—")
+        elif _missing(noise) or value > max(float(noise), 0.0):
+            added.append(f"{value:.1f} %")
+        else:
+            added.append(f"not resolved at this load ({value:+.0f} %, spread {noise:.0f} %)")
+    table = pd.DataFrame({
+        "operation": rows["operation"], "implementation": rows["implementation"],
+        "key type": rows["key_type"], "chain": rows["chain_length"],
+        "pins": rows["pin_set_size"],
+        "median µs [IQR]": [
+            f"{m / 1000:,.2f} [{q / 1000:,.2f}]"
+            for m, q in zip(rows["median_ns"], rows["iqr_ns"], strict=True)
+        ],
+        "runs": rows["runs"],
+        "times the limit": [_ratio_text(v) for v in rows["ratio_to_limit"]],
+        "times the limit per certificate": [_ratio_text(v) for v in rows["ratio_per_certificate"]],
+        "added to a handshake": added,
+    })  # fmt: skip
+    return table.reset_index(drop=True)
+
+
+def _ratio_text(value: Any) -> str:
+    return "—" if _missing(value) else f"{float(value):,.2f}"
 
 
 def load_bench(

@@ -57,6 +57,14 @@ def report_command(
     data: Annotated[
         Path, typer.Option("--data", help="Shared real data (real-histories, le-hierarchy).")
     ] = Path("../shared/data"),
+    lab: Annotated[
+        Path | None,
+        typer.Option(
+            "--lab",
+            help="A lab run's --out folder (truth.csv) for the lab check page; "
+            "default: lab/ beside the store, when there.",
+        ),
+    ] = None,
     truststores: Annotated[
         Path, typer.Option("--truststores", help="certifi release cache.")
     ] = Path("data/certifi"),
@@ -75,6 +83,14 @@ def report_command(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per cell.")] = 900,
+    screenshots: Annotated[
+        Path | None,
+        typer.Option(
+            "--screenshots",
+            help="Render every page with headless Chromium into this folder and fail (exit 1) "
+            "if a reader would see NaN, inf, an empty chart or a negative cost.",
+        ),
+    ] = None,
 ) -> None:
     """Execute the notebooks against a store; write each as HTML plus an index.html."""
     from pinlab.report import (
@@ -97,6 +113,7 @@ def report_command(
             "bench": bench.resolve() if bench is not None else None,
             "shared_data": data.resolve(),
             "truststores": truststores.resolve(),
+            "lab_dir": (lab or db.resolve().parent / "lab").resolve(),
         }
         parameters = {name: value for name, value in parameters.items() if value is not None}
         declared = declared_parameters(chosen)
@@ -142,6 +159,25 @@ def report_command(
         if result.skipped:
             console.print(f"skipped {result.name}: {result.skipped}", markup=False)
     console.print(f"report: {(out / 'index.html').resolve()}", markup=False, highlight=False)
+    if screenshots is not None:
+        _check_pages(out, screenshots)
+
+
+def _check_pages(out: Path, screenshots: Path) -> None:
+    from pinlab.report.check import check_report
+
+    with usage_errors():
+        checks = check_report(out, screenshots)
+    bad = [check for check in checks if check.problems]
+    for check in bad:
+        for problem in check.problems:
+            err_console.print(f"{check.page.name}: {problem}", markup=False, highlight=False)
+    console.print(
+        f"screenshots: {screenshots.resolve()} ({len(checks)} pages, {len(bad)} with problems)",
+        markup=False, highlight=False,
+    )  # fmt: skip
+    if bad:
+        raise typer.Exit(EXIT_NOTEBOOK_FAILED)
 
 
 def register(app: typer.Typer) -> None:

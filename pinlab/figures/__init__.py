@@ -12,6 +12,7 @@ import warnings
 
 import pandas as pd
 
+from pinlab.figures._base import EMPTY_CHART_ID
 from pinlab.figures.collection import (
     plot_chain_lengths,
     plot_handshake_times,
@@ -48,6 +49,7 @@ from pinlab.figures.survival import (
 from pinlab.figures.updates import plot_expiry_tradeoff, plot_scenarios, plot_stranded
 
 __all__ = [
+    "EMPTY_CHART_ID",
     "VALIDITY_CAPS",
     "bench_focus",
     "plot_breaks",

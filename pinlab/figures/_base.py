@@ -36,10 +36,17 @@ def axes(ax: Any, size: tuple[float, float] | None = None) -> Any:
     return ax
 
 
+EMPTY_CHART_ID = "pinlab-empty-chart"
+"""The SVG id of the message an empty chart shows instead of data."""
+
+
 def empty(ax: Any, title: str, text: str) -> Any:
     """An axes that says there is nothing to draw, and why."""
     ax.set_title(title)
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    message = ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    # Marked in the SVG (id="pinlab-empty-chart..."), so a test of the rendered report can
+    # tell a chart with nothing to draw from one with data.
+    message.set_gid(EMPTY_CHART_ID)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)

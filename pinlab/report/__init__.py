@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pinlab.report.errors import NotebookFailed, ReportError
 from pinlab.report.execute import KERNEL_NAME, CellProgress, ensure_kernel, execute_notebook
-from pinlab.report.pages import notebook_html, title_and_summary, write_index
+from pinlab.report.pages import notebook_html, page_findings, title_and_summary, write_index
 from pinlab.report.parameters import (
     INJECTED_TAG,
     PARAMETERS_TAG,
@@ -67,6 +67,8 @@ class NotebookResult:
     html: Path | None
     seconds: float = 0.0
     skipped: str | None = None
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    """What the page found (:func:`pinlab.findings.show_findings`), for the index."""
 
 
 def default_notebooks_dir() -> Path:
@@ -136,6 +138,7 @@ def build_report(
         if failure is not None:
             raise NotebookFailed(path.name, *failure, html_path=target)
         seconds = time.monotonic() - started
-        results.append(NotebookResult(path.stem, title, summary, target, seconds))
+        found = page_findings(executed)
+        results.append(NotebookResult(path.stem, title, summary, target, seconds, None, found))
     write_index(out, results, parameters, now)
     return results

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pinlab.report import NotebookResult
 
-__all__ = ["notebook_html", "title_and_summary", "write_index"]
+__all__ = ["notebook_html", "page_findings", "title_and_summary", "write_index"]
 
 
 def notebook_html(nb: Any) -> str:
@@ -23,6 +23,33 @@ def notebook_html(nb: Any) -> str:
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
     return str(body)
+
+
+def page_findings(nb: Any) -> list[dict[str, Any]]:
+    """The findings an executed notebook displayed (:func:`pinlab.findings.show_findings`)."""
+    from pinlab.findings import FINDINGS_MIME
+
+    found: list[dict[str, Any]] = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            if FINDINGS_MIME in data:
+                found.extend(data[FINDINGS_MIME])
+    return found
+
+
+def _findings_html(found: Sequence[Mapping[str, Any]]) -> str:
+    if not found:
+        return ""
+    items = []
+    for finding in found:
+        items.append(
+            f"<li><strong>{html.escape(str(finding['statement']))}: "
+            f"{html.escape(str(finding['text']))}</strong>"
+            f' <span class="meta">n = {html.escape(str(finding["n"]))}; '
+            f"{html.escape(str(finding['data']))}</span></li>"
+        )
+    return '<ul class="findings">' + "".join(items) + "</ul>"
 
 
 def title_and_summary(nb: Any, fallback: str) -> tuple[str, str]:
@@ -60,6 +87,8 @@ _INDEX = """<!DOCTYPE html>
  li p {{ margin: .3rem 0 0; color: #333; }}
  .meta {{ color: #777; font-size: .85rem; }}
  .skipped {{ color: #a15c00; }}
+ ul.findings {{ margin: .5rem 0 .3rem; padding-left: 1.2rem; list-style: disc; }}
+ ul.findings li {{ border: 0; padding: .1rem 0; font-size: .95rem; }}
  table {{ border-collapse: collapse; font-size: .9rem; margin-top: 2rem; }}
  td {{ padding: .15rem 1rem .15rem 0; vertical-align: top; }}
  td:first-child {{ color: #777; }}
@@ -106,7 +135,7 @@ def write_index(
         link = html.escape(result.html.name)
         items.append(
             f'<li><span class="meta">{html.escape(result.name)}</span><br>'
-            f'<a href="{link}">{title}</a><p>{summary}</p>'
+            f'<a href="{link}">{title}</a><p>{summary}</p>{_findings_html(result.findings)}'
             f'<span class="meta">executed in {result.seconds:.0f} s</span></li>'
         )
     rows = [

@@ -35,6 +35,7 @@ from pinlab.lab import (
     load_scenario,
     run_lab,
 )
+from pinlab.lab.check import lab_agreement, read_truth
 from pinlab.lab.run import _mismatches
 from pinlab.lab.scenario import Policy, Scenario, parse_scenario
 from pinlab.pins import Semantics
@@ -609,3 +610,23 @@ def test_replayed_death_bounds_of_a_lab_run_are_the_renewal_round(lab_run: Run) 
     assert len(broken) > 0
     assert (broken["death_lower_days"] == broken["death_upper_days"]).all()
     assert (broken["death_upper_days"] == broken["days_survived"]).all()
+
+
+def test_lab_agreement_reports_the_machinery_agreeing_with_truth(lab_run: Run) -> None:
+    """What page 06 of the report shows: every check agrees, on every fact of the truth."""
+    with Store.open(lab_run.db, read_only=True) as store:
+        observations, certificates = store.observations_df(), store.certificates_df()
+        scans = store.scans_df()
+    chains = observed_chains(
+        observations, certificates, trust_stores=TrustStore.certifi(), scans=scans
+    )
+    replayed = replay(chains, semantics=[Semantics.VERIFIED])
+    ledger = renewal_ledger(observations, certificates)
+    truth = read_truth(lab_run.result.truth_csv)
+    agreement = lab_agreement(truth, ledger, replayed)
+    assert len(agreement) == 5
+    assert (agreement["n"] > 0).all()
+    assert (agreement["agree"] == agreement["n"]).all(), agreement
+    # A ledger that lost a renewal is caught.
+    broken = lab_agreement(truth, ledger.iloc[1:], replayed)
+    assert broken["agree"].iloc[0] == broken["n"].iloc[0] - 1

@@ -1,4 +1,5 @@
-"""A small store for the notebooks: the real histories plus a tiny scan of a loopback nginx."""
+"""A small store for the notebooks: the real histories, a tiny scan of a loopback nginx and a
+tiny rotation-lab run (its truth in ``lab/`` beside the store, where ``pinlab report`` looks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pinlab.bench.output import write_results
 from pinlab.bench.pins import run_pins_benchmark
 from pinlab.cli import app
 from pinlab.collect import import_pem
+from pinlab.lab import run_lab
+from pinlab.lab.scenario import parse_scenario
 from pinlab.store import Store
 from pinlab.testbed.nginx import NginxFarm, VirtualHost
 from pinlab.testbed.pki import CA, KeyType, pooled_key, write_pem
@@ -68,7 +71,21 @@ def small_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
              "--timeout", "5", "--label", "loopback"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
+    scenario = parse_scenario(LAB_SCENARIO, source="notebook-lab.toml")
+    with Store.open(db) as store:
+        run_lab(scenario, folder / "lab", store, validation_clock=lambda: datetime.now(UTC))
     return db
+
+
+# Two policies, a rollover: enough for every check of page 06 to have something to count.
+LAB_SCENARIO = {
+    "lab": {"name": "notebook", "rounds": 4, "days_per_round": 30},
+    "ca": [{"name": "primary", "rollover_rounds": [2]}],
+    "group": [
+        {"name": "fresh", "policy": "fresh", "key_type": "p256"},
+        {"name": "reuse", "policy": "reuse", "key_type": "p256", "renew_every": 2},
+    ],
+}
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from tests.notebooks.conftest import NOTEBOOKS
 ALLOWED_IMPORTS = {"datetime", "pathlib", "tempfile", "numpy", "pandas"}
 
 
-def test_the_five_notebooks_are_there() -> None:
-    assert [path.stem[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_six_notebooks_are_there() -> None:
+    assert [path.stem[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

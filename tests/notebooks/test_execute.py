@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from typer.testing import CliRunner
 
 from pinlab.cli import app
+from pinlab.report.check import check_report, reader_problems
 from tests.notebooks.conftest import NOTEBOOKS, REPO
 
 runner = CliRunner()
@@ -24,10 +26,12 @@ def _figure_calls(path: Path) -> int:
     )
 
 
-def test_report_executes_every_notebook(
-    small_store: Path, bench_file: Path, shared_data: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "report"
+@pytest.fixture(scope="module")
+def built_report(
+    small_store: Path, bench_file: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    """The report of the small store, built once: its folder and the command's output."""
+    out = tmp_path_factory.mktemp("report") / "report"
     result = runner.invoke(
         app,
         ["report", "--db", str(small_store), "--out", str(out), "--bench", str(bench_file),
@@ -35,7 +39,12 @@ def test_report_executes_every_notebook(
          "-p", "forward_years=1", "-p", "release_every=60"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert str((out / "index.html").resolve()) in result.output.replace("\n", "")
+    return out, result.output
+
+
+def test_report_executes_every_notebook(small_store: Path, built_report: tuple[Path, str]) -> None:
+    out, output = built_report
+    assert str((out / "index.html").resolve()) in output.replace("\n", "")
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "Skipped" not in index
     for notebook in NOTEBOOKS:
@@ -48,6 +57,53 @@ def test_report_executes_every_notebook(
     assert repr(str(small_store)) in (out / "01-collection.html").read_text(encoding="utf-8")
     collection = (out / "01-collection.html").read_text(encoding="utf-8")
     assert "loopback" in collection  # the collected scan is described
+
+
+def test_every_page_opens_with_findings_and_the_index_shows_them(
+    built_report: tuple[Path, str],
+) -> None:
+    out, _ = built_report
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.count('<ul class="findings">') == len(NOTEBOOKS)
+    for notebook in NOTEBOOKS:
+        page = (out / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert '<h3 id="Findings">' in page, notebook.name
+        assert "n = " in page, notebook.name
+        assert "data: " in page, notebook.name
+
+
+def test_lab_page_shows_the_machinery_agreeing_with_truth(built_report: tuple[Path, str]) -> None:
+    out, _ = built_report
+    text = " ".join((out / "06-lab-check.html").read_text(encoding="utf-8").split())
+    assert (
+        "Renewals found by the ledger (same new leaf, none extra) agreeing with truth.csv: 100%"
+        in text
+    )
+    # The real-data pages leave the lab out, and say so.
+    survival = (out / "03-pin-survival.html").read_text(encoding="utf-8")
+    assert "Real data:" in survival
+    assert "rotation lab" not in survival.split("Real data:")[1][:300]
+
+
+def test_every_page_reads_cleanly_in_chromium(
+    built_report: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Headless Chromium renders each page; no NaN, inf, empty chart or negative cost shows."""
+    out, _ = built_report
+    checks = check_report(out, tmp_path / "screenshots")
+    assert {c.page.name for c in checks} == {"index.html"} | {f"{n.stem}.html" for n in NOTEBOOKS}
+    problems = {c.page.name: c.problems for c in checks if c.problems}
+    assert problems == {}
+    assert all(c.screenshot is not None and c.screenshot.stat().st_size > 20_000 for c in checks)
+
+
+def test_the_reader_check_catches_what_it_must() -> None:
+    """The check itself can fail: NaN, inf, negative costs are found in text."""
+    assert reader_problems("median days: nan", "")
+    assert reader_problems("alive at 1 year: inf", "")
+    assert reader_problems("pinned handshake added -45 % to a handshake", "")
+    assert not reader_problems("not resolved at this load (-45 %, spread 60 %)", "")
+    assert not reader_problems("information: infinite medians are not reached", "")
 
 
 def _notebooks(folder: Path, *sources: str, metadata: dict[str, object] | None = None) -> Path:
