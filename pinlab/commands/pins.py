@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from pinlab.certs import Certificate, load_certificate_file, load_certificates
-from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
-from pinlab.collect.tls import HandshakeError, handshake
 from pinlab.commands._common import console, parse_time, trust_store, usage_errors
 from pinlab.errors import MalformedCertificateError, MalformedKeyError
 from pinlab.keys import PublicKeyPin, is_public_key, load_public_key
@@ -74,6 +72,10 @@ def _role(position: int, certificate: Certificate) -> str:
 
 def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Certificate], str]:
     """The presented chain of ``host[:port]`` and the name it must be valid for."""
+    # pyOpenSSL only for a handshake: ``pins FILE`` starts without it.
+    from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
+    from pinlab.collect.tls import HandshakeError, handshake
+
     host, port = parse_endpoint(target)
     server_name = normalise_hostname(sni) if sni else host
     send_sni = None if _is_ip(server_name) else server_name
