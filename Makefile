@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@echo "installing pinlab and its Python packages into .venv (about a minute)…"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
-	@echo "pinlab is at ./pinlab (or: source .venv/bin/activate, then pinlab)"
+	@echo "pinlab is ready: source .venv/bin/activate, then pinlab --help (or bin/pinlab --help)"
 
 # Install missing Debian packages as root; otherwise name them and stop.
 deb:
