@@ -42,9 +42,6 @@ warnings.filterwarnings(
     message="Parsed a serial number which wasn't positive",
     category=CryptographyDeprecationWarning,
 )
-# Names whose attributes break RFC 5280's length bounds (real roots have them) are recorded
-# as they are; cryptography's warning about them would only be noise to the user.
-warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 # What cryptography raises for bytes that are DER but not a certificate it accepts.
 # Extensions are parsed as a whole, so an unsupported SAN type (x400Address, ediPartyName)
@@ -79,10 +76,21 @@ def _field(compute: Callable[[Certificate], _T]) -> functools.cached_property[_T
 
     @functools.wraps(compute)
     def guarded(self: Certificate) -> _T:
-        try:
-            return compute(self)
-        except _REFUSED as error:
-            raise MalformedCertificateError(f"certificate fields do not parse: {error}") from None
+        # cryptography warns, rather than refuses, on real certificates that break its rules
+        # (a country name of 8 letters, UTF-8 in a VisibleString): facts about the
+        # certificate, kept as data (parse_warnings), not noise for the user.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                value = compute(self)
+            except _REFUSED as error:
+                raise MalformedCertificateError(
+                    f"certificate fields do not parse: {error}"
+                ) from None
+        if caught:
+            notes = self.__dict__.setdefault("_parse_warnings", {})
+            notes.update(dict.fromkeys(str(warning.message) for warning in caught))
+        return value
 
     return functools.cached_property(guarded)
 
@@ -248,6 +256,13 @@ class Certificate:
         if self.key_size is not None and self.key_type in {"RSA", "RSA-PSS", "DSA"}:
             return f"{self.key_type}-{self.key_size}"
         return self.key_type
+
+    @property
+    def parse_warnings(self) -> tuple[str, ...]:
+        """What cryptography warned about while reading the descriptive fields read so far
+        (all of them unless the record is lazy): malformations it tolerates, e.g. a country
+        name longer than 2 letters. Empty for a well-formed certificate."""
+        return tuple(self.__dict__.get("_parse_warnings", ()))
 
     @property
     def self_issued(self) -> bool:

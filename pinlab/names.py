@@ -22,11 +22,16 @@ verifier equal on one table of cases.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import duckdb
-from duckdb.func import FunctionNullHandling
+if TYPE_CHECKING:
+    import duckdb
+
+# DuckDB is imported by the SQL rule only: a client checking one name (pinlab check) never
+# pays for it.
 
 __all__ = [
     "canonical_address",
@@ -82,7 +87,7 @@ def name_match_sql(name: str, sans: str) -> str:
     maybe_address = f"regexp_matches({reference}, '^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$|:')"
     return f"""(CASE
     WHEN {maybe_address} AND {canonical} IS NOT NULL
-        THEN list_contains(list_transform({sans}, {_LAMBDA_ADDRESS}), {canonical})
+        THEN list_contains(list_transform({sans}, {_lambdas()[1]}), {canonical})
     WHEN {reference} = '' OR contains({reference}, '*') THEN false
     ELSE list_contains({sans}, {reference})
         OR (regexp_matches({reference}, '^[^.]+\\..*\\..*$')
@@ -92,11 +97,13 @@ def name_match_sql(name: str, sans: str) -> str:
 
 def lower_sans_sql(sans: str) -> str:
     """The SQL list ``sans`` lower-cased, as :func:`name_match_sql` wants it."""
-    return f"list_transform(coalesce({sans}, []), {_LAMBDA_LOWER})"
+    return f"list_transform(coalesce({sans}, []), {_lambdas()[0]})"
 
 
 def register_sql_functions(connection: duckdb.DuckDBPyConnection) -> None:
     """Give ``connection`` the functions :func:`name_match_sql` calls (once per connection)."""
+    from duckdb.func import FunctionNullHandling
+
     known = connection.execute(
         "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'pinlab_canonical_address'"
     ).fetchall()
@@ -116,9 +123,12 @@ def _canonical_or_none(text: str | None) -> str | None:
     return None if text is None else canonical_address(text)
 
 
-# DuckDB 1.3 brought ``lambda x: ...`` and deprecated ``x -> ...`` (refused from 1.5 on).
-_NEW_LAMBDA = tuple(int(part) for part in duckdb.__version__.split(".")[:2]) >= (1, 3)
-_LAMBDA_LOWER = "lambda s: lower(s)" if _NEW_LAMBDA else "s -> lower(s)"
-_LAMBDA_ADDRESS = (
-    "lambda s: pinlab_canonical_address(s)" if _NEW_LAMBDA else "s -> pinlab_canonical_address(s)"
-)
+@functools.cache
+def _lambdas() -> tuple[str, str]:
+    """The lambdas of the SQL rule (lower-casing, canonical address) in this DuckDB's syntax."""
+    import duckdb
+
+    # DuckDB 1.3 brought ``lambda x: ...`` and deprecated ``x -> ...`` (refused from 1.5 on).
+    if tuple(int(part) for part in duckdb.__version__.split(".")[:2]) >= (1, 3):
+        return "lambda s: lower(s)", "lambda s: pinlab_canonical_address(s)"
+    return "s -> lower(s)", "s -> pinlab_canonical_address(s)"

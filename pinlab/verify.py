@@ -25,9 +25,10 @@ from cryptography.x509.verification import (
 
 from pinlab.certs import Certificate, load_certificate_file
 from pinlab.errors import PinlabError
+from pinlab.explain import explain_failure
 from pinlab.names import name_matches
 
-__all__ = ["TrustStore", "Verification", "VerificationFailure", "verify_chain"]
+__all__ = ["TrustStore", "Verification", "VerificationFailure", "verify_chain", "wrong_name"]
 
 
 class VerificationFailure(enum.Enum):
@@ -87,7 +88,10 @@ class Verification:
     """Leaf to trust anchor, as built; empty when validation failed."""
     failure: VerificationFailure | None = None
     error: str | None = None
+    """Why validation failed, in one line a person understands (:mod:`pinlab.explain`)."""
     hostname: str | None = None
+    detail: str | None = None
+    """The verifier's own error text (cryptography's), for ``--verbose``."""
 
     @property
     def ok(self) -> bool:
@@ -137,18 +141,27 @@ def verify_chain(
                 return Verification(
                     (),
                     VerificationFailure.HOSTNAME,
-                    f"certificate is valid for {', '.join(leaf.sans) or leaf.subject}, "
-                    f"not {hostname}",
+                    wrong_name(leaf, hostname),
                     hostname,
+                    detail=str(error),
                 )
-        return Verification((), VerificationFailure.UNTRUSTED, str(error), hostname)
+        explained = explain_failure(
+            chain,
+            name=hostname or (leaf.sans[0] if leaf.sans else leaf.subject),
+            at=at,
+            anchors=trust_store.roots,
+            detail=str(error),
+        )
+        return Verification(
+            (), VerificationFailure.UNTRUSTED, explained, hostname, detail=str(error)
+        )
     if hostname is not None and not name_matches(hostname, leaf.sans):
         # cryptography accepts a wildcard over one label (*.com); clients do not.
         return Verification(
             (),
             VerificationFailure.HOSTNAME,
-            f"certificate is valid for {', '.join(leaf.sans)}, not {hostname}: a wildcard "
-            "must stand under a name of at least two labels",
+            f"{wrong_name(leaf, hostname)}: a wildcard must stand under a name of at least "
+            "two labels",
             hostname,
         )
     known = {c.x509: c for c in chain}
@@ -157,6 +170,11 @@ def verify_chain(
         for c in built
     )
     return Verification(path, hostname=hostname)
+
+
+def wrong_name(leaf: Certificate, hostname: str) -> str:
+    """The one line for a leaf that does not cover ``hostname``."""
+    return f"certificate is for {', '.join(leaf.sans) or leaf.subject}, not {hostname}"
 
 
 def _verifier(name: str, at: datetime, trust_store: TrustStore) -> x509.verification.ServerVerifier:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
+import cryptography_vectors
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from pinlab.certs import Certificate, load_certificate_file, load_certificates
 from pinlab.der import spki_algorithm_oid
 from pinlab.errors import MalformedCertificateError
+from pinlab.testbed.pki import CA
 
 ONE_PASSWORD = "real-histories/chains/52a7ebe911392c59.pem"
 
@@ -141,3 +144,25 @@ def test_a_field_that_does_not_parse_is_a_clean_error_even_when_lazy() -> None:
     assert len(lazy.spki_sha256) == 32
     with pytest.raises(MalformedCertificateError, match="do not parse"):
         _ = lazy.is_ca
+
+
+@pytest.mark.parametrize(
+    ("vector", "expected"),
+    [
+        ("custom/bad_country.pem", "Attribute's length must be >= 2 and <= 2, but it was 8"),
+        ("belgian-eid-invalid-visiblestring.pem", "UTF-8 characters in a VisibleString"),
+    ],
+)
+def test_what_cryptography_tolerates_with_a_warning_is_recorded_not_warned(
+    vector: str, expected: str
+) -> None:
+    path = Path(cryptography_vectors.__file__).parent / "x509" / vector
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the record fails the test
+        certificate = load_certificate_file(path)[0]
+    assert any(expected in note for note in certificate.parse_warnings)
+
+
+def test_a_well_formed_certificate_has_no_parse_warnings() -> None:
+    leaf = CA.root("quiet root").issue_leaf("quiet.test")
+    assert leaf.record.parse_warnings == ()

@@ -192,6 +192,9 @@ def _history_findings(
         return []
     host, pins = governance.host, rule.all_pins
     found = []
+    # Distinct validated leaves in order of first sight: a chain that did not validate is no
+    # renewal a pin meets, so this can be fewer than the ledger's changes of leaf, which
+    # counts every served leaf (pinlab history). The message says which count it is.
     leaves = list({c.verified[0].sha256: c.verified[0] for c in seen if c.verified}.values())
     renewals = list(itertools.pairwise(leaves))
     fresh = bool(renewals) and all(a.spki_sha256 != b.spki_sha256 for a, b in renewals)
@@ -210,7 +213,8 @@ def _history_findings(
                     host,
                     f"{pin} pins a leaf key "
                     f"of {host}, which took a fresh key at each of its "
-                    f"{len(renewals)} renewals",
+                    f"{len(renewals)} renewals between validated chains (pinlab history "
+                    "counts every change of leaf, validated or not)",
                 )
             )
         pinned = next((i for i in issuers.values() if pin.matches(i)), None)

@@ -7,9 +7,29 @@ TLS (:mod:`pinlab.collect.tls`), target parsing and the validation column are pr
 this stage.
 """
 
-from pinlab.collect.engine import TRANSIENT_STATUSES, CollectOptions, CollectSummary, collect
-from pinlab.collect.pemimport import import_pem
-from pinlab.collect.targets import Target, count_target_lines, iter_targets, parse_target_line
+from typing import TYPE_CHECKING
+
+from pinlab.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from pinlab.collect.engine import TRANSIENT_STATUSES, CollectOptions, CollectSummary, collect
+    from pinlab.collect.pemimport import import_pem
+    from pinlab.collect.targets import Target, count_target_lines, iter_targets, parse_target_line
+
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "TRANSIENT_STATUSES": "pinlab.collect.engine",
+        "CollectOptions": "pinlab.collect.engine",
+        "CollectSummary": "pinlab.collect.engine",
+        "collect": "pinlab.collect.engine",
+        "import_pem": "pinlab.collect.pemimport",
+        "Target": "pinlab.collect.targets",
+        "count_target_lines": "pinlab.collect.targets",
+        "iter_targets": "pinlab.collect.targets",
+        "parse_target_line": "pinlab.collect.targets",
+    },
+)
 
 __all__ = [
     "TRANSIENT_STATUSES",

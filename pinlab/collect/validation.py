@@ -9,7 +9,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from pinlab.certs import Certificate
 from pinlab.names import name_matches
-from pinlab.verify import TrustStore, verify_chain
+from pinlab.verify import TrustStore, verify_chain, wrong_name
 
 __all__ = ["Validator"]
 
@@ -37,8 +37,7 @@ class Validator:
             self.valid.move_to_end(key)
             if name_matches(name, chain[0].sans):
                 return "valid", None
-            names = ", ".join(chain[0].sans) or chain[0].subject
-            return "hostname", f"certificate is valid for {names}, not {name}"
+            return "hostname", wrong_name(chain[0], name)
         try:
             result = verify_chain(chain, hostname=name, at=at, trust_store=self.trust_store)
         except (ValueError, TypeError, UnsupportedAlgorithm) as error:

@@ -6,14 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
 import typer
 from rich.console import Console
 
 from pinlab.errors import PinlabError
 from pinlab.verify import TrustStore
+
+if TYPE_CHECKING:
+    import pandas as pd  # the analysis commands' frames; pins and check never load pandas
 
 EXIT_USAGE = 2
 

@@ -234,6 +234,36 @@ def history(
             console.print(f"wrote {written}", markup=False, highlight=False)
 
 
+def cli(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
+    """Start-up of pinlab --help and pinlab pins FILE against import cryptography.x509."""
+    from pinlab.bench.cli import GOAL_RATIO, run_cli_benchmark
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+
+    with usage_errors():
+        if out is not None:
+            check_suffix(out)
+        with _progress() as progress:
+            task = progress.add_task("starting pinlab", total=None)
+
+            def report(done: int, total: int, label: str) -> None:
+                progress.update(task, completed=done, total=total, description=label)
+
+            frame = run_cli_benchmark(quick=quick, progress=report)
+        console.print(_frame_table(frame, "pinlab bench cli"))
+        worst = frame[frame["met"] != "floor"]["x_floor"].max()
+        console.print(
+            f"slowest start-up: {worst:.2f}x import cryptography.x509 (goal {GOAL_RATIO}x: "
+            f"{'met' if worst <= GOAL_RATIO else 'NOT met'})",
+            markup=False,
+            highlight=False,
+        )
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group to the ``pinlab`` command."""
     group = typer.Typer(
@@ -246,4 +276,5 @@ def register(app: typer.Typer) -> None:
     group.command("scale")(scale)
     group.command("ct")(ct)
     group.command("history")(history)
+    group.command("cli")(cli)
     app.add_typer(group)

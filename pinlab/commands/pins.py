@@ -11,13 +11,11 @@ from typing import Annotated
 import typer
 
 from pinlab.certs import Certificate, load_certificate_file, load_certificates
-from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
-from pinlab.collect.tls import HandshakeError, handshake
 from pinlab.commands._common import console, parse_time, trust_store, usage_errors
 from pinlab.errors import MalformedCertificateError, MalformedKeyError
 from pinlab.keys import PublicKeyPin, is_public_key, load_public_key
 from pinlab.pins import CheckStatus, PinSet, Semantics
-from pinlab.verify import verify_chain
+from pinlab.verify import Verification, verify_chain
 
 EXIT_NO_PIN_MATCHED = 3
 EXIT_VALIDATION_FAILED = 4
@@ -35,6 +33,10 @@ AtOption = Annotated[
 ]
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", help="Seconds for connect and handshake together.")
+]
+VerboseOption = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Also print the verifier's own error text."),
 ]
 
 
@@ -70,6 +72,10 @@ def _role(position: int, certificate: Certificate) -> str:
 
 def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Certificate], str]:
     """The presented chain of ``host[:port]`` and the name it must be valid for."""
+    # pyOpenSSL only for a handshake: ``pins FILE`` starts without it.
+    from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
+    from pinlab.collect.tls import HandshakeError, handshake
+
     host, port = parse_endpoint(target)
     server_name = normalise_hostname(sni) if sni else host
     send_sni = None if _is_ip(server_name) else server_name
@@ -104,6 +110,7 @@ def pins_command(
     at: AtOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for machines.")] = False,
     timeout: TimeoutOption = 10.0,
+    verbose: VerboseOption = False,
 ) -> None:
     """List the pins of every certificate a host serves, or a file holds, or of a public key.
 
@@ -140,6 +147,13 @@ def pins_command(
         )
     if not verification.ok:
         console.print(f"no verified path at {when.isoformat()}: {verification.error}")
+        _print_detail(verification, verbose)
+
+
+def _print_detail(verification: Verification, verbose: bool) -> None:
+    """The verifier's own words under the explanation, for ``--verbose``."""
+    if verbose and verification.detail:
+        console.print(f"  detail: {verification.detail}", markup=False, highlight=False)
 
 
 def _key_file(path: Path) -> PublicKeyPin | None:
@@ -213,6 +227,7 @@ def check_command(
         Semantics, typer.Option("--mode", help="Chain checked: verified (safe) or presented.")
     ] = Semantics.VERIFIED,
     timeout: TimeoutOption = 10.0,
+    verbose: VerboseOption = False,
 ) -> None:
     """Validate a host's chain, then check pins against it.
 
@@ -232,6 +247,7 @@ def check_command(
     if not verification.ok:
         failure = verification.failure.value if verification.failure else "failed"
         console.print(f"chain validation failed ({failure}): {verification.error}")
+        _print_detail(verification, verbose)
         console.print("pins are only checked on a valid chain; the connection is refused")
         raise typer.Exit(EXIT_VALIDATION_FAILED)
     chain = verification.path if mode is Semantics.VERIFIED else tuple(presented)

@@ -7,25 +7,55 @@ writes (``pinlab collect``, the lab, ``import-pem``, CT backfill) and
 place. :func:`frames_from_chains` makes the same tidy tables from chains held in memory.
 """
 
-from pinlab.store.dataset import (
-    DatasetStore,
-    export_dataset,
-    import_dataset,
-    is_dataset,
-    open_dataset,
-    open_store,
-    write_atomic,
+from typing import TYPE_CHECKING
+
+from pinlab.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from pinlab.store.dataset import (
+        DatasetStore,
+        export_dataset,
+        import_dataset,
+        is_dataset,
+        open_dataset,
+        open_store,
+        write_atomic,
+    )
+    from pinlab.store.duckdb_file import (
+        SCHEMA_VERSION,
+        TABLES,
+        Store,
+        StoreError,
+        arrow_table,
+        pinlab_version,
+    )
+    from pinlab.store.frames import ChainSighting, frames_from_chains
+    from pinlab.store.records import CertificateRow, Observation, Scan, Status
+
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "DatasetStore": "pinlab.store.dataset",
+        "export_dataset": "pinlab.store.dataset",
+        "import_dataset": "pinlab.store.dataset",
+        "is_dataset": "pinlab.store.dataset",
+        "open_dataset": "pinlab.store.dataset",
+        "open_store": "pinlab.store.dataset",
+        "write_atomic": "pinlab.store.dataset",
+        "SCHEMA_VERSION": "pinlab.store.duckdb_file",
+        "TABLES": "pinlab.store.duckdb_file",
+        "Store": "pinlab.store.duckdb_file",
+        "StoreError": "pinlab.store.duckdb_file",
+        "arrow_table": "pinlab.store.duckdb_file",
+        "pinlab_version": "pinlab.store.duckdb_file",
+        "ChainSighting": "pinlab.store.frames",
+        "frames_from_chains": "pinlab.store.frames",
+        "CertificateRow": "pinlab.store.records",
+        "Observation": "pinlab.store.records",
+        "Scan": "pinlab.store.records",
+        "Status": "pinlab.store.records",
+    },
 )
-from pinlab.store.duckdb_file import (
-    SCHEMA_VERSION,
-    TABLES,
-    Store,
-    StoreError,
-    arrow_table,
-    pinlab_version,
-)
-from pinlab.store.frames import ChainSighting, frames_from_chains
-from pinlab.store.records import CertificateRow, Observation, Scan, Status
 
 __all__ = [
     "SCHEMA_VERSION",
