@@ -50,6 +50,7 @@ from pinlab.figures.updates import plot_expiry_tradeoff, plot_scenarios, plot_st
 
 __all__ = [
     "EMPTY_CHART_ID",
+    "UNKNOWN_NOTE",
     "VALIDITY_CAPS",
     "bench_focus",
     "plot_breaks",
@@ -79,6 +80,7 @@ __all__ = [
     "plot_validation",
     "plot_validity",
     "setup",
+    "table_html",
 ]
 
 
@@ -114,12 +116,51 @@ def setup() -> None:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:  # pragma: no cover - the notebooks' environment has both
         return
-    if get_ipython() is not None:
+    shell = get_ipython()
+    if shell is not None:
         set_matplotlib_formats("svg")  # type: ignore[no-untyped-call]
+        html = shell.display_formatter.formatters["text/html"]
+        html.for_type(pd.DataFrame, table_html)
+        html.for_type(pd.Series, lambda series: table_html(series.to_frame()))
+
+
+UNKNOWN_NOTE = (
+    "— : not known from this data (nothing to compute it from, or not followed that long); "
+    "not reached: the quantity was never reached within the follow-up."
+)
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A frame as the reader sees it: unknown values as "—", infinities as "not reached",
+    and a footnote saying so when the table holds either; never ``NaN`` or ``inf``."""
+    import numpy as np
+
+    shown = frame
+    numeric = shown.select_dtypes("number")
+    infinite = bool(np.isinf(numeric.to_numpy(dtype=float, na_value=0.0)).any())
+    if infinite:
+        shown = shown.astype(object).where(~shown.isin([np.inf, -np.inf]), "not reached")
+    unknown = bool(shown.isna().to_numpy().any())
+    if unknown:  # None and NaT in text and time columns (na_rep covers the numbers)
+        shown = shown.copy()
+        for column in shown.columns[shown.isna().any().to_numpy()]:
+            if not pd.api.types.is_numeric_dtype(shown[column]):
+                shown[column] = shown[column].astype(object).where(shown[column].notna(), "—")
+    body = shown.to_html(
+        na_rep="—", float_format=_number, classes="dataframe", border=0,
+        max_rows=pd.get_option("display.max_rows"), max_cols=pd.get_option("display.max_columns"),
+    )  # fmt: skip
+    if unknown or infinite:
+        body += f'<p class="pinlab-footnote"><small>{UNKNOWN_NOTE}</small></p>'
+    return body
 
 
 def _number(value: float) -> str:
     """Tables' floats: two decimals with thousands separators; tiny values in e-notation."""
+    if value != value:
+        return "—"
+    if value in (float("inf"), float("-inf")):
+        return "not reached"
     if value != 0 and abs(value) < 0.01:
         return f"{value:.2g}"
     return f"{value:,.2f}"

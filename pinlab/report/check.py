@@ -92,6 +92,20 @@ def _render(chromium: str, profile: Path, *args: str) -> subprocess.CompletedPro
         raise ReportError(f"{chromium}: cannot render the report: {error}") from None
 
 
+def _trim(shot: Path) -> bool:
+    """Crop the screenshot to what was drawn (the window is taller than most pages);
+    False when nothing was."""
+    from PIL import Image, ImageOps
+
+    with Image.open(shot) as image:
+        drawn = ImageOps.invert(image.convert("L")).getbbox()
+        if drawn is None:
+            return False
+        bottom = min(image.height, drawn[3] + 40)
+        image.crop((0, 0, image.width, bottom)).save(shot, optimize=True)
+    return True
+
+
 def check_report(
     folder: Path, screenshots: Path, *, chromium: str | None = None, width: int = 1280
 ) -> list[PageCheck]:
@@ -117,7 +131,7 @@ def check_report(
             shot = screenshots / f"{page.stem}.png"
             _render(binary, Path(profile), f"--screenshot={shot}",
                     f"--window-size={width},{height}", url)  # fmt: skip
-            if not shot.is_file() or shot.stat().st_size < 5000:
+            if not shot.is_file() or not _trim(shot):
                 problems.append("no screenshot, or a blank one")
             checks.append(PageCheck(page, shot if shot.is_file() else None, problems))
     return checks
