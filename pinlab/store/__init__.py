@@ -4,7 +4,8 @@
 writes (``pinlab collect``, the lab, ``import-pem``, CT backfill) and
 :class:`DatasetStore` the Parquet dataset a Dask campaign writes. The table records
 (:class:`Scan`, :class:`Observation`, :class:`CertificateRow`) define both schemas in one
-place. :func:`frames_from_chains` makes the same tidy tables from chains held in memory.
+place. :func:`check_store` says whether a store file is whole.
+:func:`frames_from_chains` makes the same tidy tables from chains held in memory.
 """
 
 from pinlab.store.dataset import (
@@ -25,6 +26,7 @@ from pinlab.store.duckdb_file import (
     pinlab_version,
 )
 from pinlab.store.frames import ChainSighting, frames_from_chains
+from pinlab.store.health import StoreCheck, check_store
 from pinlab.store.records import CertificateRow, Observation, Scan, Status
 
 __all__ = [
@@ -37,8 +39,10 @@ __all__ = [
     "Scan",
     "Status",
     "Store",
+    "StoreCheck",
     "StoreError",
     "arrow_table",
+    "check_store",
     "export_dataset",
     "frames_from_chains",
     "import_dataset",
