@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from pinlab.store.schema import StoreError, first_line, sql_path
 __all__ = ["TMP_SUFFIX", "copy_atomic", "fsync_directory", "write_atomic", "write_failure"]
 
 TMP_SUFFIX = ".tmp"
+_DUCKDB_ERRNO = re.compile(r'"errno":\s*"?(\d+)')
 
 
 def fsync_directory(directory: Path) -> None:
@@ -91,6 +93,9 @@ def write_failure(where: Path, error: BaseException) -> StoreError:
     reason = first_line(error)
     if isinstance(error, OSError) and error.strerror:
         reason = error.strerror
+    elif found := _DUCKDB_ERRNO.search(str(error)):
+        # DuckDB wraps the OS's error in JSON; the errno is what the user can act on.
+        reason = os.strerror(int(found.group(1)))
     return StoreError(
         f"{where}: cannot write dataset: {reason}; nothing was left that import would take "
         "as complete (free space, then export again)"
