@@ -4,7 +4,8 @@
 writes (``pinlab collect``, the lab, ``import-pem``, CT backfill) and
 :class:`DatasetStore` the Parquet dataset a Dask campaign writes. The table records
 (:class:`Scan`, :class:`Observation`, :class:`CertificateRow`) define both schemas in one
-place. :func:`check_store` says whether a store file is whole.
+place. :func:`check_store` says whether a store file is whole; :func:`open_snapshot` reads a store
+while a campaign writes it.
 :func:`frames_from_chains` makes the same tidy tables from chains held in memory.
 """
 
@@ -28,6 +29,7 @@ from pinlab.store.duckdb_file import (
 from pinlab.store.frames import ChainSighting, frames_from_chains
 from pinlab.store.health import StoreCheck, check_store
 from pinlab.store.records import CertificateRow, Observation, Scan, Status
+from pinlab.store.snapshot import latest_snapshot, open_snapshot, snapshot_dir
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -47,8 +49,11 @@ __all__ = [
     "frames_from_chains",
     "import_dataset",
     "is_dataset",
+    "latest_snapshot",
     "open_dataset",
+    "open_snapshot",
     "open_store",
     "pinlab_version",
+    "snapshot_dir",
     "write_atomic",
 ]

@@ -84,8 +84,9 @@ def _open_probe(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as error:
         if is_lock(error):
             raise StoreError(
-                f"{path}: store is in use by another process ({first_line(error)}); "
-                "a running collect can write snapshots for readers: see --snapshot-every"
+                f"{path}: store is in use by another process ({first_line(error)}); to read "
+                "a running campaign, collect with --snapshot-every and open its snapshot "
+                "(pinlab.store.open_snapshot)"
             ) from None
         raise damaged(path, error) from None
 
