@@ -19,7 +19,12 @@ from pinlab.store.schema import SCHEMA_VERSION, TABLES, StoreError, first_line
 
 __all__ = ["StoreCheck", "check_store", "damaged", "inspect_file", "is_damage", "is_lock"]
 
-_DAMAGE_MARKERS = ("corrupt", "checksum", "could not read", "not a valid duckdb", "truncated")
+_DAMAGE_MARKERS = (
+    "corrupt database file",
+    "does not match stored checksum",
+    "could not read enough bytes",
+    "not a valid duckdb database file",
+)
 
 
 def is_lock(error: BaseException) -> bool:
@@ -32,8 +37,10 @@ def is_damage(error: BaseException) -> bool:
     """Whether a DuckDB error means the file's bytes are bad (not a bug, not a lock)."""
     if not isinstance(error, duckdb.Error) or is_lock(error):
         return False
+    # Judged by what DuckDB says it could not *read*: an IO error while writing an output
+    # (a full disk under simulate --out) is not the store's damage.
     text = str(error).lower()
-    return isinstance(error, duckdb.IOException | duckdb.SerializationException) or any(
+    return isinstance(error, duckdb.SerializationException) or any(
         marker in text for marker in _DAMAGE_MARKERS
     )
 
@@ -88,7 +95,9 @@ def _open_probe(path: Path) -> duckdb.DuckDBPyConnection:
                 "a running campaign, collect with --snapshot-every and open its snapshot "
                 "(pinlab.store.open_snapshot)"
             ) from None
-        raise damaged(path, error) from None
+        if is_damage(error):
+            raise damaged(path, error) from None
+        raise StoreError(f"{path}: cannot open store: {first_line(error)}") from None
 
 
 def inspect_file(path: Path) -> None:
@@ -97,7 +106,9 @@ def inspect_file(path: Path) -> None:
     try:
         missing = _inspect(path, probe)
     except duckdb.Error as error:
-        raise damaged(path, error) from None
+        if is_damage(error):
+            raise damaged(path, error) from None
+        raise StoreError(f"{path}: cannot read the store: {first_line(error)}") from None
     finally:
         probe.close()
     if missing:
