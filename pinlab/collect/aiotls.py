@@ -17,12 +17,11 @@ import time
 
 from OpenSSL import SSL, crypto
 
-from pinlab.collect.tls import Handshake, HandshakeError, client_context
+from pinlab.collect.tls import Handshake, HandshakeError, classify_ssl_error, client_context
 from pinlab.store.records import Status
 
 __all__ = ["handshake_async"]
 
-_ALERT_PREFIXES = ("tlsv1 alert ", "sslv3 alert ")
 _READ = 65536
 
 
@@ -74,7 +73,7 @@ async def handshake_async(
         message = f"connection closed during handshake ({error})"
         raise HandshakeError(Status.RESET, message, peer_ip=ip) from None
     except SSL.Error as error:
-        raise _classify(error, ip) from None
+        raise classify_ssl_error(error, ip) from None
     except OSError as error:
         message = f"connect to {ip} port {port}: {error}"
         raise HandshakeError(Status.UNREACHABLE, message, peer_ip=ip) from None
@@ -103,13 +102,3 @@ async def _drive(
         if not data:
             raise EOFError
         connection.bio_write(data)
-
-
-def _classify(error: SSL.Error, ip: str) -> HandshakeError:
-    reasons = [str(item[2]) for item in error.args[0] if len(item) == 3] if error.args else []
-    text = "; ".join(reasons) or str(error) or "TLS error"
-    for reason in reasons:
-        for prefix in _ALERT_PREFIXES:
-            if reason.startswith(prefix):
-                return HandshakeError(Status.TLS_ALERT, reason[len(prefix) :], peer_ip=ip)
-    return HandshakeError(Status.PROTOCOL_ERROR, text, peer_ip=ip)

@@ -68,6 +68,7 @@ from pinlab.collect.tls import HandshakeError, client_context
 from pinlab.collect.validation import Validator
 from pinlab.errors import MalformedCertificateError
 from pinlab.store import CertificateRow, Observation, Scan, Status, Store, StoreError
+from pinlab.store.snapshot import SnapshotWriter
 from pinlab.verify import TrustStore
 
 __all__ = ["TRANSIENT_STATUSES", "CollectOptions", "CollectSummary", "collect"]
@@ -92,10 +93,15 @@ class CollectOptions:
     flush_seconds: float = 0.5
     validation_cache: int = 4096
     """Valid chains remembered by :class:`Validator` (0: build every path)."""
+    snapshot_every: float | None = None
+    """Seconds between snapshots readers can open while the campaign writes (None: none);
+    see :mod:`pinlab.store.snapshot`."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.per_ip < 1 or self.timeout <= 0 or self.retries < 0:
             raise ValueError("concurrency, per_ip and timeout must be positive, retries >= 0")
+        if self.snapshot_every is not None and not self.snapshot_every > 0:
+            raise ValueError("snapshot_every must be positive (or None for no snapshots)")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be positive (or None for no limit)")
 
@@ -180,6 +186,11 @@ class _Writer(threading.Thread):
         self.queue: queue.Queue[list[_Result] | None] = queue.Queue(maxsize=64)
         self.error: BaseException | None = None
         self.statuses: Counter[str] = Counter()
+        self.snapshot = (
+            None
+            if options.snapshot_every is None
+            else SnapshotWriter(store.path, options.snapshot_every)
+        )
 
     def run(self) -> None:
         pending: list[_Result] = []
@@ -215,6 +226,8 @@ class _Writer(threading.Thread):
                 self.statuses[result.observation.status] += 1
                 if self.observer is not None:
                     self.observer(result.observation)
+            if self.snapshot is not None:
+                self.snapshot(self.store.connection)
         except BaseException as error:
             self.error = error
 
@@ -462,6 +475,8 @@ def collect(
     summary.statuses = writer.statuses
     summary.handshakes = engine.handshakes
     store.finish_scan(scan.scan_id, at=clock())
+    if writer.snapshot is not None:  # the last one holds the whole campaign
+        writer.snapshot(store.connection, force=True)
     row = store.connection.execute(
         "SELECT count(DISTINCT c) FROM (SELECT unnest(chain) AS c FROM observations "
         "WHERE scan_id = ?)",

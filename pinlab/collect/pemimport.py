@@ -5,7 +5,9 @@ offset is taken as UTC) and ``chain_file`` (PEM, leaf first, as ``openssl s_clie
 -showcerts`` prints it; relative to the manifest). Other columns are kept, as JSON, in the
 observations' ``source_extra``. Each line becomes one ``ok`` observation of a scan whose
 source is ``import``; the import is one transaction, and a manifest already imported
-(same content) is refused rather than duplicated.
+(same content) is refused rather than duplicated. Rows already stored, by the observations'
+natural key (host, port, SNI, time and chain: a manifest that differs only in blank lines,
+order or extra columns), are skipped, and a manifest that adds nothing is refused.
 """
 
 from __future__ import annotations
@@ -129,5 +131,11 @@ def import_pem(
                 source_extra=json.dumps(extra, sort_keys=True) if extra else None,
             )
         )
-    store.write_scan(scan, observations, certificates.values())
+    fresh = store.unstored(observations)
+    if observations and not fresh:
+        raise StoreError(
+            f"{manifest}: every one of its {len(observations)} rows is already stored; "
+            "nothing imported"
+        )
+    store.write_scan(scan, fresh, certificates.values())
     return scan

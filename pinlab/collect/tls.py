@@ -20,12 +20,11 @@ from dataclasses import dataclass
 
 from OpenSSL import SSL, crypto
 
+from pinlab.collect.alerts import alert_from_reason
 from pinlab.errors import PinlabError
 from pinlab.store.records import Status
 
-__all__ = ["Handshake", "HandshakeError", "handshake"]
-
-_ALERT_PREFIX = "tlsv1 alert "
+__all__ = ["Handshake", "HandshakeError", "classify_ssl_error", "handshake"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,17 +189,18 @@ def _drive(connection: SSL.Connection, sock: socket.socket, deadline: float, ip:
                 Status.RESET, f"connection closed during handshake ({error})", peer_ip=ip
             ) from None
         except SSL.Error as error:
-            raise _classify_ssl_error(error, ip) from None
+            raise classify_ssl_error(error, ip) from None
 
 
-def _classify_ssl_error(error: SSL.Error, ip: str) -> HandshakeError:
+def classify_ssl_error(error: SSL.Error, ip: str | None) -> HandshakeError:
+    """``tls_alert`` with the alert's RFC name when the peer sent one, else ``protocol_error``
+    with OpenSSL's reasons (:mod:`pinlab.collect.alerts`)."""
     reasons = [str(item[2]) for item in error.args[0] if len(item) == 3] if error.args else []
-    text = "; ".join(reasons) or str(error)
     for reason in reasons:
-        if reason.startswith(_ALERT_PREFIX):
-            return HandshakeError(Status.TLS_ALERT, reason[len(_ALERT_PREFIX) :], peer_ip=ip)
-        if reason.startswith("sslv3 alert "):
-            return HandshakeError(Status.TLS_ALERT, reason[len("sslv3 alert ") :], peer_ip=ip)
+        alert = alert_from_reason(reason)
+        if alert is not None:
+            return HandshakeError(Status.TLS_ALERT, alert[1], peer_ip=ip)
+    text = "; ".join(reasons) or str(error) or "TLS error"
     return HandshakeError(Status.PROTOCOL_ERROR, text, peer_ip=ip)
 
 

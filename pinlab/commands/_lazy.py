@@ -54,6 +54,7 @@ COMMANDS: dict[str, Entry] = {
         "answers are known (valid chains, an untrusted root, hostname mismatches, a closed "
         "port).",
     ),
+    "store": Entry("store", "Look after a store file: check it."),
     "history": Entry(
         "history", "The renewal ledger: key reuse and issuer changes across renewals."
     ),

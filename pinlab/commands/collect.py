@@ -37,7 +37,7 @@ from pinlab.commands._campaign import (
     scan_parameters,
 )
 from pinlab.commands._common import console, err_console, trust_store, usage_errors
-from pinlab.errors import TargetError
+from pinlab.errors import PinlabError, TargetError
 from pinlab.store import Observation, Scan, Status, Store
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
@@ -89,6 +89,15 @@ def collect_command(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Local Dask workers: collect into --db DIR.")
     ] = None,
+    snapshot_every: Annotated[
+        float | None,
+        typer.Option(
+            "--snapshot-every",
+            min=0.001,
+            help="Every SECONDS, export what is committed to DB.snapshots/ for readers "
+            "(pinlab.store.open_snapshot).",
+        ),
+    ] = None,
 ) -> None:
     """Collect the certificate chains of every target into the store (a new scan)."""
     with usage_errors():
@@ -99,9 +108,15 @@ def collect_command(
                 pass
         anchors = trust_store(ca_file)
         options = CollectOptions(
-            concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries
-        )
+            concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries,
+            snapshot_every=snapshot_every,
+        )  # fmt: skip
         if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
+            if snapshot_every is not None:
+                raise PinlabError(
+                    "--snapshot-every is for a DuckDB store; a cluster's dataset is readable "
+                    "while it grows (pinlab.store.open_store DIR)"
+                )
             from pinlab.commands._cluster import collect_on_cluster
 
             return collect_on_cluster(

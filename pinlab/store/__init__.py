@@ -4,7 +4,9 @@
 writes (``pinlab collect``, the lab, ``import-pem``, CT backfill) and
 :class:`DatasetStore` the Parquet dataset a Dask campaign writes. The table records
 (:class:`Scan`, :class:`Observation`, :class:`CertificateRow`) define both schemas in one
-place. :func:`frames_from_chains` makes the same tidy tables from chains held in memory.
+place. :func:`check_store` says whether a store file is whole; :func:`open_snapshot` reads
+a store while a campaign writes it; :func:`frames_from_chains` makes the same tidy tables
+from chains held in memory.
 """
 
 from typing import TYPE_CHECKING
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
         pinlab_version,
     )
     from pinlab.store.frames import ChainSighting, frames_from_chains
+    from pinlab.store.health import StoreCheck, check_store
     from pinlab.store.records import CertificateRow, Observation, Scan, Status
+    from pinlab.store.snapshot import latest_snapshot, open_snapshot, snapshot_dir
 
 __getattr__ = lazy_attributes(
     __name__,
@@ -54,6 +58,11 @@ __getattr__ = lazy_attributes(
         "Observation": "pinlab.store.records",
         "Scan": "pinlab.store.records",
         "Status": "pinlab.store.records",
+        "StoreCheck": "pinlab.store.health",
+        "check_store": "pinlab.store.health",
+        "latest_snapshot": "pinlab.store.snapshot",
+        "open_snapshot": "pinlab.store.snapshot",
+        "snapshot_dir": "pinlab.store.snapshot",
     },
 )
 
@@ -67,14 +76,19 @@ __all__ = [
     "Scan",
     "Status",
     "Store",
+    "StoreCheck",
     "StoreError",
     "arrow_table",
+    "check_store",
     "export_dataset",
     "frames_from_chains",
     "import_dataset",
     "is_dataset",
+    "latest_snapshot",
     "open_dataset",
+    "open_snapshot",
     "open_store",
     "pinlab_version",
+    "snapshot_dir",
     "write_atomic",
 ]

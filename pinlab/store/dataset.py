@@ -26,12 +26,10 @@ readers of the store work unchanged. A dataset opened this way is read-only.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -41,14 +39,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pinlab.store.duckdb_file import (
+from pinlab.store.atomic import TMP_SUFFIX, copy_atomic, write_atomic, write_failure
+from pinlab.store.duckdb_file import Store
+from pinlab.store.records import Scan
+from pinlab.store.schema import (
     SCHEMA_VERSION,
     TABLES,
-    Store,
     StoreError,
     arrow_table,  # the one place the schema is derived
 )
-from pinlab.store.records import Scan
 
 __all__ = [
     "DatasetStore",
@@ -67,7 +66,7 @@ __all__ = [
 ]
 
 CAMPAIGNS = "_campaigns"
-_TMP_SUFFIX = ".tmp"
+_TMP_SUFFIX = TMP_SUFFIX
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -88,24 +87,6 @@ def part_path(dataset: str | Path, table: str, scan: Scan, shard: int) -> Path:
 def campaign_dir(dataset: str | Path, scan_id: str) -> Path:
     """The folder of a campaign's shard plan."""
     return Path(dataset) / CAMPAIGNS / scan_id
-
-
-@contextlib.contextmanager
-def write_atomic(target: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``target``; on success it becomes ``target``.
-
-    The bytes are flushed to disk before the rename, so after a crash the name holds the
-    old file or the whole new one. On failure the temporary file is removed.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{_TMP_SUFFIX}")
-    try:
-        yield temporary
-        with temporary.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_rows(target: Path, table: str, rows: Sequence[Any]) -> None:
@@ -149,11 +130,8 @@ def write_shard_parts(store: Store, dataset: str | Path, scan: Scan, shard: int)
     con = store.connection
     order = {"certificates": "sha256", "observations": "observed_at, host, port, sni"}
     for table in ("certificates", "observations"):
-        with write_atomic(part_path(dataset, table, scan, shard)) as temporary:
-            con.execute(
-                f"COPY (SELECT * FROM {table} ORDER BY {order[table]}) "
-                f"TO '{_sql_path(temporary)}' (FORMAT PARQUET, COMPRESSION ZSTD)"
-            )
+        query = f"SELECT * FROM {table} ORDER BY {order[table]}"
+        copy_atomic(con, query, part_path(dataset, table, scan, shard))
     row = con.execute("SELECT count(*) FROM observations").fetchone()
     return int(row[0]) if row else 0
 
@@ -204,7 +182,11 @@ def _check_version(root: Path, meta: Sequence[Path | str]) -> None:
     for part in meta:
         table = pq.read_table(part).to_pylist()
         for row in table:
-            if row.get("key") == "schema_version" and int(row["value"]) > SCHEMA_VERSION:
+            if row.get("key") != "schema_version":
+                continue
+            if not str(row["value"]).isdigit():
+                raise StoreError(f"{root}: dataset schema version {row['value']!r} is not a number")
+            if int(row["value"]) > SCHEMA_VERSION:
                 raise StoreError(
                     f"{root}: dataset schema version {row['value']} is newer than this "
                     f"pinlab's ({SCHEMA_VERSION}); upgrade pinlab to read it"
@@ -256,6 +238,12 @@ def open_dataset(
     parts = {table: _parts(root, table) for table in ("meta", *TABLES)}
     if not parts["observations"] and not parts["scans"]:
         raise StoreError(f"{root}: not a pinlab dataset (no observations/ or scans/ parts)")
+    if parts["observations"]:
+        # Workers and exports write certificates before observations and the scan row
+        # around them: observations without either are a dataset cut short, not a dataset.
+        for table in ("certificates", "scans"):
+            if not parts[table]:
+                raise StoreError(f"{root}: incomplete dataset: it lacks its {table} table")
     _check_version(root, parts["meta"])
     spill = Path(tempfile.mkdtemp(prefix="pinlab-duckdb-"))
     con = duckdb.connect()
@@ -310,38 +298,51 @@ def export_dataset(store: Store, directory: str | Path) -> dict[str, int]:
     """Write a DuckDB store as a dataset of this layout (one part per campaign); rows per table.
 
     Each campaign's certificates are those its chains name; certificates no chain names go
-    to one more part. The folder may exist but must hold no campaign of the store yet.
+    to one more part, written first. A campaign's scan row is written after its parts, so a
+    reader never sees a campaign without them. A failed write (full disk) removes every part
+    this export wrote and raises :class:`StoreError`. The folder may exist but must hold no
+    campaign of the store yet.
     """
     root = init_dataset(directory)
+    written: list[Path] = []
+    try:
+        _export_campaigns(store, root, written)
+    except (OSError, duckdb.Error) as error:
+        for part in reversed(written):
+            part.unlink(missing_ok=True)
+        raise write_failure(root, error) from None
+    return store.counts()
+
+
+def _export_campaigns(store: Store, root: Path, written: list[Path]) -> None:
     con = store.connection
-    scans = store.scans_df()
-    for record in scans.to_dict("records"):
-        scan = Scan(**{name: _plain(record[name]) for name in Scan.__dataclass_fields__})
+    scans = [
+        Scan(**{name: _plain(record[name]) for name in Scan.__dataclass_fields__})
+        for record in store.scans_df().to_dict("records")
+    ]
+    for scan in scans:
         if part_path(root, "observations", scan, 0).exists():
             raise StoreError(f"{root}: already holds scan {scan.scan_id}; pick a new folder")
-        queries = {
-            "certificates": "SELECT * FROM certificates WHERE sha256 IN (SELECT unnest(chain) "
-            "FROM observations WHERE scan_id = $scan) ORDER BY sha256",
-            "observations": "SELECT * FROM observations WHERE scan_id = $scan "
-            "ORDER BY observed_at, host, port, sni",
-        }
-        for table, query in queries.items():
-            with write_atomic(part_path(root, table, scan, 0)) as temporary:
-                con.execute(
-                    f"COPY ({query}) TO '{_sql_path(temporary)}' (FORMAT PARQUET, "
-                    "COMPRESSION ZSTD)",
-                    {"scan": scan.scan_id},
-                )
-        write_scan(root, scan)
-    if not scans.empty:
+    if scans:
         unreferenced = (
             "SELECT * FROM certificates WHERE sha256 NOT IN "
             "(SELECT unnest(chain) FROM observations) ORDER BY sha256"
         )
         target = root / "certificates" / "unreferenced" / f"{uuid.uuid4().hex}.parquet"
-        with write_atomic(target) as temporary:
-            con.execute(f"COPY ({unreferenced}) TO '{_sql_path(temporary)}' (FORMAT PARQUET)")
-    return store.counts()
+        written.append(target)
+        copy_atomic(con, unreferenced, target, options="FORMAT PARQUET")
+    queries = {
+        "certificates": "SELECT * FROM certificates WHERE sha256 IN (SELECT unnest(chain) "
+        "FROM observations WHERE scan_id = $scan) ORDER BY sha256",
+        "observations": "SELECT * FROM observations WHERE scan_id = $scan "
+        "ORDER BY observed_at, host, port, sni",
+    }
+    for scan in scans:
+        for table, query in queries.items():
+            target = part_path(root, table, scan, 0)
+            written.append(target)
+            copy_atomic(con, query, target, {"scan": scan.scan_id})
+        written.append(write_scan(root, scan))
 
 
 def _plain(value: Any) -> Any:

@@ -1,7 +1,9 @@
 """The DuckDB store: certificates (once, by SHA-256), observations, scans.
 
-Tables are derived once from the record types of :mod:`pinlab.store.records`; ``meta`` holds the
-schema version, and a store written by a newer pinlab is refused rather than misread.
+Tables are derived once from the record types (:mod:`pinlab.store.schema`); ``meta`` holds the
+schema version. A store written by a newer pinlab, one that lacks a table, and a damaged
+file are refused with one line naming the file and what to do (:mod:`pinlab.store.health`),
+never misread, and never "repaired" by recreating a table.
 Writes come in batches, one transaction each (certificates and the observations naming
 them together), so a ``kill -9`` loses at most the batch in flight, never a committed row.
 DuckDB allows one writing process per file; a second one gets a clear :class:`StoreError`.
@@ -14,11 +16,7 @@ Reading is meant to be easy for the later stages: ``observations_df()``,
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib.metadata
 import os
-import types
-import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,83 +26,21 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from pinlab.errors import PinlabError
+from pinlab.store.health import damaged, inspect_file, is_damage
+from pinlab.store.parquet import export_flat, import_flat, table_counts
 from pinlab.store.records import CertificateRow, Observation, Scan
+from pinlab.store.schema import (
+    OBSERVATION_KEY,
+    SCHEMA_VERSION,
+    TABLES,
+    StoreError,
+    arrow_table,
+    ddl,
+    first_line,
+    pinlab_version,
+)
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "Store", "StoreError", "arrow_table", "pinlab_version"]
-
-SCHEMA_VERSION = 1
-
-TABLES: dict[str, tuple[type[Any], str | None]] = {
-    "certificates": (CertificateRow, "sha256"),
-    "scans": (Scan, "scan_id"),
-    "observations": (Observation, None),
-}
-"""Table name -> (record type, primary key)."""
-
-_SCALARS: dict[type, tuple[str, pa.DataType]] = {
-    str: ("VARCHAR", pa.string()),
-    int: ("BIGINT", pa.int64()),
-    float: ("DOUBLE", pa.float64()),
-    bool: ("BOOLEAN", pa.bool_()),
-    bytes: ("BLOB", pa.binary()),
-    datetime: ("TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
-}
-
-
-def pinlab_version() -> str:
-    """The installed pinlab's version, recorded with every scan."""
-    try:
-        return importlib.metadata.version("pinlab")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-class StoreError(PinlabError):
-    """The store file cannot be used (unwritable, corrupt, newer schema, in use)."""
-
-
-def _column_type(hint: Any) -> tuple[str, pa.DataType, bool]:
-    """(DuckDB type, Arrow type, nullable) of a record field's type hint."""
-    nullable = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        nullable, hint = True, args[0]
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        sql, arrow = _SCALARS[item]
-        return f"{sql}[]", pa.list_(arrow), nullable
-    sql, arrow = _SCALARS[hint]
-    return sql, arrow, nullable
-
-
-def _columns(record: type[Any]) -> list[tuple[str, str, pa.DataType, bool]]:
-    hints = typing.get_type_hints(record)
-    return [(f.name, *_column_type(hints[f.name])) for f in dataclasses.fields(record)]
-
-
-def _ddl(table: str) -> str:
-    record, key = TABLES[table]
-    parts = [
-        f"{name} {sql}{'' if nullable else ' NOT NULL'}"
-        for name, sql, _, nullable in _columns(record)
-    ]
-    if key:
-        parts.append(f"PRIMARY KEY ({key})")
-    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
-
-
-def arrow_table(table: str, rows: Sequence[Any]) -> pa.Table:
-    """``rows`` (records of ``table``'s type) as an Arrow table with the store's schema."""
-    record, _ = TABLES[table]
-    columns = _columns(record)
-    schema = pa.schema([pa.field(name, arrow, nullable) for name, _, arrow, nullable in columns])
-    data = {name: [getattr(row, name) for row in rows] for name, *_ in columns}
-    return pa.Table.from_pydict(data, schema=schema)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class Store:
@@ -130,7 +66,7 @@ class Store:
                 raise StoreError(f"{path}: not a file, cannot hold a store")
             if not read_only and not os.access(path, os.W_OK):
                 raise StoreError(f"{path}: store is not writable (check its permissions)")
-            cls._inspect(path)
+            inspect_file(path)
         elif read_only:
             raise StoreError(f"{path}: no such store")
         else:
@@ -145,40 +81,14 @@ class Store:
         try:
             connection = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as error:
-            raise StoreError(f"{path}: cannot open store: {_first_line(error)}") from None
+            if is_damage(error):
+                raise damaged(path, error) from None
+            raise StoreError(f"{path}: cannot open store: {first_line(error)}") from None
         store = cls(path, connection)
         connection.execute("SET TimeZone = 'UTC'")
         if not read_only:
             store._create_schema()
         return store
-
-    @staticmethod
-    def _inspect(path: Path) -> None:
-        try:
-            probe = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error as error:
-            text = _first_line(error)
-            if "lock" in text.lower():
-                raise StoreError(f"{path}: store is in use by another process ({text})") from None
-            raise StoreError(f"{path}: not a readable pinlab store (corrupt?): {text}") from None
-        try:
-            tables = {
-                row[0] for row in probe.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-            }
-            if tables and "meta" not in tables:
-                raise StoreError(f"{path}: a DuckDB file, but not a pinlab store (no meta table)")
-            if "meta" in tables:
-                row = probe.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{path}: store schema version {version} is newer than this pinlab's "
-                        f"({SCHEMA_VERSION}); upgrade pinlab to use it"
-                    )
-        finally:
-            probe.close()
 
     def _create_schema(self) -> None:
         with self.transaction():
@@ -186,7 +96,7 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
             )
             for table in TABLES:
-                self.connection.execute(_ddl(table))
+                self.connection.execute(ddl(table))
             self.connection.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                 [str(SCHEMA_VERSION)],
@@ -199,8 +109,13 @@ class Store:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
         self.close()
+        if error is not None and is_damage(error):
+            # A bad block surfaces in whichever query reads it; say which file, and what to do.
+            raise damaged(self.path, error) from error
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -251,6 +166,34 @@ class Store:
                 self._insert("certificates", list(distinct.values()), conflict=True)
             if observations:
                 self._insert("observations", observations)
+
+    def unstored(self, observations: Sequence[Observation]) -> list[Observation]:
+        """``observations`` less those already stored or repeated, by their natural key
+        (:data:`~pinlab.store.schema.OBSERVATION_KEY`), in their order: what an import adds."""
+        if not observations:
+            return []
+        batch = arrow_table("observations", observations)
+        batch = batch.append_column("_pinlab_index", pa.array(range(len(observations))))
+        self.connection.register("_pinlab_batch", batch)
+        try:
+            match = " AND ".join(
+                f"o.{column} IS NOT DISTINCT FROM n.{column}" for column in OBSERVATION_KEY
+            )
+            stored = self.connection.execute(
+                "SELECT n._pinlab_index FROM _pinlab_batch n "
+                f"WHERE EXISTS (SELECT 1 FROM observations o WHERE {match})"
+            ).fetchall()
+        finally:
+            self.connection.unregister("_pinlab_batch")
+        skip = {int(row[0]) for row in stored}
+        seen: set[tuple[object, ...]] = set()
+        fresh = []
+        for index, observation in enumerate(observations):
+            key = tuple(getattr(observation, column) for column in OBSERVATION_KEY)
+            if index not in skip and key not in seen:
+                seen.add(key)
+                fresh.append(observation)
+        return fresh
 
     def add_scan(self, scan: Scan) -> None:
         """Record the start of a scan."""
@@ -343,85 +286,23 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Rows per table."""
-        return {
-            table: int(self.connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-            for table in TABLES
-        }
+        return table_counts(self.connection)
 
     # -- Parquet ---------------------------------------------------------------------------
 
     def export_parquet(self, directory: str | Path) -> dict[str, int]:
-        """Write every table as ``DIRECTORY/<table>/part-0.parquet``; rows per table.
+        """Write every table as ``DIRECTORY/<table>/part-0.parquet``, the meta part last;
+        rows per table. A failed write leaves no part behind (:mod:`pinlab.store.parquet`).
 
         The directory may exist but must not already hold a dataset.
         """
-        directory = Path(directory)
-        for table in ("meta", *TABLES):
-            if (directory / table).exists():
-                raise StoreError(f"{directory}: already holds a dataset ({table}/); pick a new one")
-        order = {"certificates": "sha256", "scans": "started_at, scan_id", "meta": "key"}
-        order["observations"] = "scan_id, observed_at, host, port"
-        try:
-            for table in ("meta", *TABLES):
-                (directory / table).mkdir(parents=True)
-                target = directory / table / "part-0.parquet"
-                self.connection.execute(
-                    f"COPY (SELECT * FROM {table} ORDER BY {order[table]}) "
-                    f"TO '{_sql_path(target)}' (FORMAT PARQUET)"
-                )
-        except OSError as error:
-            raise StoreError(f"{directory}: cannot write dataset: {error.strerror}") from None
-        except duckdb.Error as error:
-            raise StoreError(f"{directory}: cannot write dataset: {_first_line(error)}") from None
-        return self.counts()
+        return export_flat(self.connection, directory)
 
     def import_parquet(self, directory: str | Path) -> dict[str, int]:
-        """Read a dataset written by :meth:`export_parquet` (or by Parquet-writing workers).
+        """Read a dataset written by :meth:`export_parquet`; rows added per table.
 
-        Certificates already stored are skipped, and so are scans already stored, with
-        their observations: importing the same dataset twice adds nothing. Returns the
-        rows added per table. All or nothing: one transaction.
+        Idempotent (scans already stored are skipped, observations are kept once by their
+        natural key), all or nothing, and a dataset whose observations name certificates it
+        does not hold is refused (:func:`pinlab.store.parquet.import_flat`).
         """
-        directory = Path(directory)
-        sources = {}
-        for table in ("meta", *TABLES):
-            parts = sorted((directory / table).glob("*.parquet"))
-            if not parts and table != "meta":
-                raise StoreError(f"{directory}: not a pinlab dataset (no {table}/*.parquet)")
-            sources[table] = "[" + ", ".join(f"'{_sql_path(part)}'" for part in parts) + "]"
-        try:
-            if sources["meta"] != "[]":
-                row = self.connection.execute(
-                    f"SELECT value FROM read_parquet({sources['meta']}) "
-                    "WHERE key = 'schema_version'"
-                ).fetchone()
-                if row and int(row[0]) > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{directory}: dataset schema version {row[0]} is newer than this "
-                        f"pinlab's ({SCHEMA_VERSION}); upgrade pinlab to read it"
-                    )
-            before = self.counts()
-            with self.transaction():
-                self.connection.execute(
-                    "CREATE TEMP TABLE _new_scans AS SELECT scan_id FROM "
-                    f"read_parquet({sources['scans']}) WHERE scan_id NOT IN "
-                    "(SELECT scan_id FROM scans)"
-                )
-                self.connection.execute(
-                    f"INSERT INTO certificates BY NAME SELECT * FROM "
-                    f"read_parquet({sources['certificates']}) ON CONFLICT DO NOTHING"
-                )
-                for table in ("scans", "observations"):
-                    self.connection.execute(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet({sources[table]}) "
-                        "WHERE scan_id IN (SELECT scan_id FROM _new_scans)"
-                    )
-                self.connection.execute("DROP TABLE _new_scans")
-        except duckdb.Error as error:
-            raise StoreError(f"{directory}: cannot import dataset: {_first_line(error)}") from None
-        after = self.counts()
-        return {table: after[table] - before[table] for table in TABLES}
-
-
-def _sql_path(path: Path) -> str:
-    return str(path.resolve()).replace("'", "''")
+        return import_flat(self.connection, directory)

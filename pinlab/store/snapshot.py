@@ -1,0 +1,79 @@
+"""Snapshots a running campaign leaves for readers: a store readable while it is written.
+
+DuckDB lets one process hold a store file for writing, and refuses every other process, even
+read-only. So the writer itself publishes what it has committed: ``pinlab collect
+--snapshot-every SECONDS`` exports the store, between two batches, as a flat Parquet dataset
+``DB.snapshots/<n>/`` (:mod:`pinlab.store.parquet`: every part written whole, the meta part
+last), then removes all but the two newest. :func:`open_snapshot` opens the newest whole one
+with the read API of :func:`~pinlab.store.open_store`, from any process, while the campaign
+runs. Each snapshot costs an export of the whole store, so choose the interval by the
+store's size (a minute for millions of observations).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+from pinlab.store.dataset import DatasetStore, open_dataset
+from pinlab.store.parquet import export_flat
+from pinlab.store.schema import StoreError
+
+__all__ = ["KEEP", "SnapshotWriter", "latest_snapshot", "open_snapshot", "snapshot_dir"]
+
+KEEP = 2
+"""Snapshots kept: a reader that opened the previous one can finish reading it."""
+
+_COMPLETE = Path("meta") / "part-0.parquet"  # export_flat writes it last
+
+
+def snapshot_dir(db: str | Path) -> Path:
+    """The folder holding the snapshots of the store file ``db``."""
+    db = Path(db)
+    return db.with_name(db.name + ".snapshots")
+
+
+def _numbered(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    return sorted((int(p.name), p) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def latest_snapshot(db: str | Path) -> Path | None:
+    """The newest whole snapshot of ``db`` (None if there is none)."""
+    whole = [path for _, path in _numbered(snapshot_dir(db)) if (path / _COMPLETE).is_file()]
+    return whole[-1] if whole else None
+
+
+def open_snapshot(db: str | Path) -> DatasetStore:
+    """The newest whole snapshot of the store ``db``, for reading while a campaign writes it."""
+    latest = latest_snapshot(db)
+    if latest is None:
+        raise StoreError(
+            f"{db}: no snapshot to read; run the campaign with pinlab collect --snapshot-every "
+            "SECONDS (or, once it has ended, open the store itself)"
+        )
+    return open_dataset(latest)
+
+
+class SnapshotWriter:
+    """Called by the writer of a store after each batch; snapshots every ``every`` seconds."""
+
+    def __init__(self, db: Path, every: float) -> None:
+        self.root, self.every = snapshot_dir(db), every
+        self.last: float | None = None
+
+    def __call__(self, connection: duckdb.DuckDBPyConnection, *, force: bool = False) -> None:
+        """Write a snapshot if ``every`` seconds have passed since the last (or ``force``)."""
+        now = time.monotonic()
+        if not force and self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        existing = _numbered(self.root)
+        number = existing[-1][0] + 1 if existing else 1
+        export_flat(connection, self.root / f"{number:09d}")
+        for _, old in _numbered(self.root)[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
