@@ -141,10 +141,12 @@ def table_html(frame: pd.DataFrame) -> str:
     if infinite:
         shown = shown.astype(object).where(~shown.isin([np.inf, -np.inf]), "not reached")
     unknown = bool(shown.isna().to_numpy().any())
-    if unknown:  # None and NaT in text and time columns (na_rep covers the numbers)
+    if unknown:  # None, NaT and pd.NA (na_rep covers only NumPy floats' NaN)
         shown = shown.copy()
         for column in shown.columns[shown.isna().any().to_numpy()]:
-            if not pd.api.types.is_numeric_dtype(shown[column]):
+            if not pd.api.types.is_float_dtype(shown[column]) or isinstance(
+                shown[column].dtype, pd.api.extensions.ExtensionDtype
+            ):
                 shown[column] = shown[column].astype(object).where(shown[column].notna(), "—")
     body = shown.to_html(
         na_rep="—", float_format=_number, classes="dataframe", border=0,
