@@ -80,7 +80,8 @@ def _print_summary(derived: history.History) -> None:
         f"{int(population['hosts'])} hosts, {int(population['renewals'])} renewals; key reused "
         f"in {_percent(population['key_reuse_rate'])}, issuer changed in "
         f"{_percent(population['issuer_change_rate'])}, CA organisation changed in "
-        f"{_percent(population['ca_org_change_rate'])} of renewals",
+        f"{_percent(population['ca_org_change_rate'])} of renewals. A renewal here is any "
+        "change of leaf; `pinlab audit` counts only those between chains that validate today.",
         markup=False,
         highlight=False,
     )

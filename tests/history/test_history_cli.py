@@ -35,6 +35,9 @@ def test_ledger_file_and_summary(tmp_path: Path, shared_data: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "lencr.org" in result.output
     assert "18 hosts, 44 renewals" in result.output
+    assert "`pinlab audit` counts only those between chains that validate" in " ".join(
+        result.output.split()
+    )
 
 
 def test_usage_errors(tmp_path: Path) -> None:
