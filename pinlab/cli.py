@@ -14,6 +14,7 @@ import sys
 import typer
 
 import pinlab.commands
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 
 app = typer.Typer(
@@ -44,5 +45,5 @@ def main() -> None:
     try:
         app()
     except PinlabError as error:
-        typer.echo(f"pinlab: error: {error}", err=True)
+        say(f"pinlab: error: {shown(error)}", err=True)
         sys.exit(EXIT_USAGE)

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import typer
-from rich.console import Console
 
+from pinlab.commands._options import parse_time
+from pinlab.commands._output import console, err_console, say, shown
 from pinlab.errors import PinlabError
 from pinlab.verify import TrustStore
 
-EXIT_USAGE = 2
+__all__ = [
+    "EXIT_USAGE",
+    "StoreFrames",
+    "console",
+    "err_console",
+    "load_store_frames",
+    "parse_time",
+    "say",
+    "shown",
+    "trust_store",
+    "usage_errors",
+]
 
-# soft_wrap: lines are data (pins, paths) that must survive a pipe unbroken.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+EXIT_USAGE = 2
 
 
 @contextmanager
@@ -28,19 +37,8 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except PinlabError as error:
-        err_console.print(f"pinlab: error: {error}", markup=False, highlight=False)
+        say(f"pinlab: error: {shown(error)}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def parse_time(text: str | None) -> datetime:
-    """An ISO-8601 time (UTC when no offset is given); now when ``text`` is None."""
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise PinlabError(f"time {text!r} is not ISO-8601 (e.g. 2026-01-31T12:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def trust_store(ca_file: Path | None) -> TrustStore:

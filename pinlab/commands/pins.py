@@ -13,7 +13,9 @@ import typer
 from pinlab.certs import Certificate, load_certificate_file, load_certificates
 from pinlab.collect.endpoint import normalise_hostname, parse_endpoint
 from pinlab.collect.tls import HandshakeError, handshake
-from pinlab.commands._common import console, parse_time, trust_store, usage_errors
+from pinlab.commands._common import parse_time, trust_store, usage_errors
+from pinlab.commands._options import valid_seconds, valid_time
+from pinlab.commands._output import say, shown
 from pinlab.errors import MalformedCertificateError, MalformedKeyError
 from pinlab.keys import PublicKeyPin, is_public_key, load_public_key
 from pinlab.pins import CheckStatus, PinSet, Semantics
@@ -31,10 +33,14 @@ CaFileOption = Annotated[
     typer.Option("--ca-file", help="PEM trust anchors instead of certifi's Mozilla roots."),
 ]
 AtOption = Annotated[
-    str | None, typer.Option("--at", help="Validation time, ISO-8601 (default: now).")
+    str | None,
+    typer.Option("--at", help="Validation time, ISO-8601 (default: now).", callback=valid_time),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", help="Seconds for connect and handshake together.")
+    float,
+    typer.Option(
+        "--timeout", help="Seconds for connect and handshake together.", callback=valid_seconds
+    ),
 ]
 
 
@@ -76,13 +82,13 @@ def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Cer
     try:
         result = handshake(host, port, sni=send_sni, timeout=timeout)
     except HandshakeError as error:
-        console.print(f"cannot complete a handshake with {host}:{port}: {error.status}: {error}")
+        say(f"cannot complete a handshake with {host}:{port}: {error.status}: {shown(error)}")
         raise typer.Exit(EXIT_CONNECTION_FAILED) from None
     try:
         # Lazy records: a pinning client needs the keys and the path, not every field.
         return [Certificate.from_der(der, lazy=True) for der in result.chain], server_name
     except MalformedCertificateError as error:
-        console.print(f"{host}:{port} presented a malformed certificate: {error}")
+        say(f"{host}:{port} presented a malformed certificate: {shown(error)}")
         raise typer.Exit(EXIT_CONNECTION_FAILED) from None
 
 
@@ -134,12 +140,12 @@ def pins_command(
         return
     for row in rows:
         c = row.certificate
-        typer.echo(
-            f"{row.position}  {row.role:<12} {row.source:<11} {c.pin}  {c.subject}"
-            f"  [issuer: {c.issuer}; not after {c.not_after.date().isoformat()}]"
+        say(
+            f"{row.position}  {row.role:<12} {row.source:<11} {c.pin}  {shown(c.subject)}"
+            f"  [issuer: {shown(c.issuer)}; not after {c.not_after.date().isoformat()}]"
         )
     if not verification.ok:
-        console.print(f"no verified path at {when.isoformat()}: {verification.error}")
+        say(f"no verified path at {when.isoformat()}: {shown(verification.error)}")
 
 
 def _key_file(path: Path) -> PublicKeyPin | None:
@@ -174,10 +180,9 @@ def _print_key(target: str, key: PublicKeyPin, as_json: bool) -> None:
         typer.echo(json.dumps([row], indent=2))
         return
     # A file name is data: printed as is, never as markup.
-    console.print(
-        f"0  key          file        {key.pin}  {key.label} public key ({target}), "
-        "no certificate: pin it as a backup",
-        markup=False, highlight=False,
+    say(
+        f"0  key          file        {key.pin}  {key.label} public key ({shown(target)}), "
+        "no certificate: pin it as a backup"
     )  # fmt: skip
 
 
@@ -204,7 +209,8 @@ def check_command(
         list[str] | None, typer.Option("--backup-pin", help="Backup pin (repeatable).")
     ] = None,
     pins_expire: Annotated[
-        str | None, typer.Option("--pins-expire", help="Pin set expiry, ISO-8601.")
+        str | None,
+        typer.Option("--pins-expire", help="Pin set expiry, ISO-8601.", callback=valid_time),
     ] = None,
     sni: SniOption = None,
     ca_file: CaFileOption = None,
@@ -231,17 +237,18 @@ def check_command(
     verification = verify_chain(presented, hostname=hostname, at=when, trust_store=store)
     if not verification.ok:
         failure = verification.failure.value if verification.failure else "failed"
-        console.print(f"chain validation failed ({failure}): {verification.error}")
-        console.print("pins are only checked on a valid chain; the connection is refused")
+        say(f"chain validation failed ({failure}): {shown(verification.error)}")
+        say("pins are only checked on a valid chain; the connection is refused")
         raise typer.Exit(EXIT_VALIDATION_FAILED)
     chain = verification.path if mode is Semantics.VERIFIED else tuple(presented)
     result = pin_set.check(chain, at=when, semantics=mode)
     if pin_set.has_legacy_pins:
-        console.print("warning: sha1/ pins are legacy; re-pin with sha256/")
+        say("warning: sha1/ pins are legacy; re-pin with sha256/")
     if result.status is CheckStatus.EXPIRED:
-        console.print(f"pin set expired at {pin_set.expires_at}: pins are not enforced")
+        say(f"pin set expired at {pin_set.expires_at}: pins are not enforced")
         return
-    console.print(result.describe(), markup=False, highlight=False)
+    # A match is one line around the server's subject: shown whole, it cannot add a line.
+    say(shown(result.describe()) if result.matched_certificate else result.describe())
     if not result.passed:
         raise typer.Exit(EXIT_NO_PIN_MATCHED)
 

@@ -22,7 +22,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pinlab.commands._common import console, err_console, usage_errors
+from pinlab.commands._common import err_console, usage_errors
+from pinlab.commands._options import valid_seconds
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 
 EXIT_NOTEBOOK_FAILED = 1
@@ -74,7 +76,9 @@ def report_command(
             "--param", "-p", help="NAME=VALUE for the notebooks' parameters cells (repeatable)."
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per cell.")] = 900,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds allowed per cell.", callback=valid_seconds)
+    ] = 900,
 ) -> None:
     """Execute the notebooks against a store; write each as HTML plus an index.html."""
     from pinlab.report import (
@@ -109,7 +113,7 @@ def report_command(
             parameters[name] = value
         kernel = ensure_kernel()
         columns = (
-            TextColumn("{task.description:<22}"),
+            TextColumn("{task.description:<22}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("cells"),
@@ -121,7 +125,7 @@ def report_command(
             def advance(name: str, done: int, total: int) -> None:
                 if name not in tasks:
                     label = name.removesuffix(".ipynb") + ("" if total else " (skipped)")
-                    tasks[name] = progress.add_task(label, total=total or 1)
+                    tasks[name] = progress.add_task(shown(label), total=total or 1)
                 progress.update(tasks[name], completed=done if total else 1)
 
             try:
@@ -136,12 +140,12 @@ def report_command(
                 )
             except NotebookFailed as failure:
                 progress.stop()
-                err_console.print(f"pinlab: error: {failure}", markup=False, highlight=False)
+                say(f"pinlab: error: {shown(failure)}", err=True)
                 raise typer.Exit(EXIT_NOTEBOOK_FAILED) from None
     for result in results:
         if result.skipped:
-            console.print(f"skipped {result.name}: {result.skipped}", markup=False)
-    console.print(f"report: {(out / 'index.html').resolve()}", markup=False, highlight=False)
+            say(f"skipped {shown(result.name)}: {shown(result.skipped)}")
+    say(f"report: {(out / 'index.html').resolve()}")
 
 
 def register(app: typer.Typer) -> None:
