@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -28,6 +27,7 @@ from cryptography.x509 import Certificate as X509Certificate
 
 from pinlab.der import spki_algorithm_oid, spki_from_certificate
 from pinlab.errors import MalformedCertificateError
+from pinlab.pem import iter_pem
 
 __all__ = [
     "Certificate",
@@ -65,7 +65,6 @@ _KEY_TYPES_BY_OID = {
     "1.2.840.10040.4.1": "DSA",
 }
 _CURVE_LABELS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
 _DESCRIPTIVE = ("subject", "issuer", "serial", "not_before", "not_after", "_key", "_constraints",
@@ -329,11 +328,15 @@ def load_certificates(data: bytes, *, source: str = "input") -> list[Certificate
 
 def _load_pem(data: bytes, source: str) -> list[Certificate]:
     certificates: list[Certificate] = []
-    blocks = list(_PEM_BLOCK.finditer(data))
-    if not blocks:
-        raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
-    for number, block in enumerate(blocks, start=1):
-        label, text = block.group(1), block.group(0)
+    number = 0
+    for block in iter_pem(data):
+        number, label, text = block.number, block.label, block.text
+        if not block.complete and number == 1:
+            raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
+        if not block.complete:
+            raise MalformedCertificateError(
+                f"{source}: PEM block {number} is truncated (no matching END line)"
+            )
         try:
             if label in _CERTIFICATE_LABELS:
                 certificates.append(
@@ -345,10 +348,8 @@ def _load_pem(data: bytes, source: str) -> list[Certificate]:
             raise MalformedCertificateError(
                 f"{source}: PEM block {number} ({label.decode()}) is malformed: {error}"
             ) from None
-    if data.count(b"-----BEGIN") > len(blocks):
-        raise MalformedCertificateError(
-            f"{source}: PEM block {len(blocks) + 1} is truncated (no matching END line)"
-        )
+    if number == 0:
+        raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
     if not certificates:
         raise MalformedCertificateError(f"{source}: PEM without any CERTIFICATE block")
     return certificates
