@@ -66,7 +66,7 @@ def _from_pem(data: bytes, source: str) -> PublicKeyPin:
     # however many, cost no Python loop.
     headers = [data.find(b"-----BEGIN " + label + b"-----") for label in _KEY_LABELS]
     count = sum(data.count(b"-----BEGIN " + label + b"-----") for label in _KEY_LABELS)
-    block = next(iter_pem(data[max(headers):]), None) if count == 1 else None
+    block = next(iter_pem(data[max(headers) :]), None) if count == 1 else None
     if block is None or not block.complete:
         found = "no complete" if count <= 1 else f"{count}"
         raise MalformedKeyError(f"{source}: {found} PUBLIC KEY block(s); give one key per file")

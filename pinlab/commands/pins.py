@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -60,18 +61,43 @@ class ChainRow:
             "role": self.role,
             "source": self.source,
             "pin": c.pin,
-            "subject": c.subject,
-            "issuer": c.issuer,
-            "not_after": c.not_after.isoformat(),
+            "subject": _or(lambda: c.subject, None),
+            "issuer": _or(lambda: c.issuer, None),
+            "not_after": _or(lambda: c.not_after.isoformat(), None),
             "sha256": c.sha256,
-            "key": c.key_label,
+            "key": _or(lambda: c.key_label, None),
+            "unparsed": list(c.unparsed_fields),
         }
+
+    def as_text(self) -> str:
+        c = self.certificate
+        subject = _or(lambda: c.subject, "(subject not parsed)")
+        issuer = _or(lambda: c.issuer, "(not parsed)")
+        not_after = _or(lambda: c.not_after.date().isoformat(), "(not parsed)")
+        unparsed = "".join(f"; {field}" for field in c.unparsed_fields)
+        return (
+            f"{self.position}  {self.role:<12} {self.source:<11} {c.pin}  {shown(subject)}"
+            f"  [issuer: {shown(issuer)}; not after {not_after}{shown(unparsed)}]"
+        )
+
+
+_T = TypeVar("_T")
+
+
+def _or(get: Callable[[], _T], default: _T) -> _T:
+    """A descriptive field, or ``default`` when the certificate's field does not parse:
+    the pin needs only the SPKI bytes, so such a certificate is still listed."""
+    try:
+        return get()
+    except MalformedCertificateError:
+        return default
 
 
 def _role(position: int, certificate: Certificate) -> str:
     if position == 0:
         return "leaf"
-    return "root" if certificate.self_issued and certificate.is_ca else "intermediate"
+    is_ca = _or(lambda: certificate.is_ca, False)
+    return "root" if certificate.self_issued and is_ca else "intermediate"
 
 
 def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Certificate], str]:
@@ -88,8 +114,9 @@ def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Cer
         # Lazy records: a pinning client needs the keys and the path, not every field.
         return [Certificate.from_der(der, lazy=True) for der in result.chain], server_name
     except MalformedCertificateError as error:
-        say(f"{host}:{port} presented a malformed certificate: {shown(error)}")
-        raise typer.Exit(EXIT_CONNECTION_FAILED) from None
+        # The handshake completed: what failed is the chain, which cannot validate.
+        say(f"{host}:{port} presented a certificate that does not parse: {shown(error)}")
+        raise typer.Exit(EXIT_VALIDATION_FAILED) from None
 
 
 def _is_ip(name: str) -> bool:
@@ -126,7 +153,7 @@ def pins_command(
             _print_key(target, key, as_json)
             return
         if Path(target).is_file():
-            presented, hostname = load_certificate_file(target), None
+            presented, hostname = load_certificate_file(target, lazy=True), None
         elif Path(target).suffix.lower() in {".pem", ".der", ".crt", ".cer", ".p7b", ".p7c"}:
             raise MalformedCertificateError(f"{target}: no such file")
         else:
@@ -139,11 +166,7 @@ def pins_command(
         typer.echo(json.dumps([row.as_json() for row in rows], indent=2))
         return
     for row in rows:
-        c = row.certificate
-        say(
-            f"{row.position}  {row.role:<12} {row.source:<11} {c.pin}  {shown(c.subject)}"
-            f"  [issuer: {shown(c.issuer)}; not after {c.not_after.date().isoformat()}]"
-        )
+        say(row.as_text())
     if not verification.ok:
         say(f"no verified path at {when.isoformat()}: {shown(verification.error)}")
 
@@ -162,7 +185,7 @@ def _key_file(path: Path) -> PublicKeyPin | None:
     if b"-----BEGIN" in data:
         return None
     try:
-        load_certificates(data, source=str(path))
+        load_certificates(data, source=str(path), lazy=True)
     except MalformedCertificateError:
         try:
             return load_public_key(data, source=str(path))
@@ -238,6 +261,9 @@ def check_command(
     if not verification.ok:
         failure = verification.failure.value if verification.failure else "failed"
         say(f"chain validation failed ({failure}): {shown(verification.error)}")
+        for number, certificate in enumerate(presented):
+            for field in certificate.unparsed_fields:
+                say(f"certificate {number}: {shown(field)}")
         say("pins are only checked on a valid chain; the connection is refused")
         raise typer.Exit(EXIT_VALIDATION_FAILED)
     chain = verification.path if mode is Semantics.VERIFIED else tuple(presented)
