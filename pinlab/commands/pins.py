@@ -119,6 +119,15 @@ def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Cer
         raise typer.Exit(EXIT_VALIDATION_FAILED) from None
 
 
+def _is_file(target: str) -> bool:
+    """Whether ``target`` names a file; a name the OS cannot even look up (too long, a NUL)
+    is not one, and is then read as a host name, which says what is wrong with it."""
+    try:
+        return Path(target).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -148,11 +157,12 @@ def pins_command(
     """
     with usage_errors():
         when = parse_time(at)
-        key = _key_file(Path(target)) if Path(target).is_file() else None
+        is_file = _is_file(target)
+        key = _key_file(Path(target)) if is_file else None
         if key is not None:
             _print_key(target, key, as_json)
             return
-        if Path(target).is_file():
+        if is_file:
             presented, hostname = load_certificate_file(target, lazy=True), None
         elif Path(target).suffix.lower() in {".pem", ".der", ".crt", ".cer", ".p7b", ".p7c"}:
             raise MalformedCertificateError(f"{target}: no such file")
