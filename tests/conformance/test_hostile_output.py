@@ -9,6 +9,7 @@ terminal, the markup printed as the text it is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,3 +141,44 @@ def test_check_of_a_file_target_name_is_shown_not_obeyed(hostile: Hostile) -> No
     output = assert_safe(run, 2)
     assert output.startswith("pinlab: error: ")
     assert "\\x1b[2J" in output
+
+
+def _timed(*args: str) -> tuple[Run, float]:
+    started = time.perf_counter()
+    run = run_pinlab(*args)
+    return run, time.perf_counter() - started
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length must be")
+def test_a_65000_character_common_name_costs_what_a_short_one_does(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    # rich's highlighter is quadratic: such a name once took `pins` 28 s to print.
+    key = pooled_key(KeyType.P256, 8)
+    long_name = "[" + "x" * 65_000 + "("
+    files = {}
+    for label, common_name in (("short", "short.test"), ("long", long_name)):
+        public_key = key.public_key()
+        certificate = hostile.intermediate.issue(
+            _name(common_name), public_key, is_ca=False, hostnames=("other.test",)
+        )
+        files[label] = write_pem(tmp_path / f"{label}.pem", certificate, hostile.intermediate)
+    short_run, short_time = _timed("pins", str(files["short"]), "--at", AT)
+    long_run, long_time = _timed("pins", str(files["long"]), "--at", AT)
+    assert_safe(short_run, 0)
+    assert long_name in assert_safe(long_run, 0)
+    assert long_time < 10 * short_time, (long_time, short_time)
+
+
+def test_say_is_linear_in_the_length_of_the_text() -> None:
+    from pinlab.commands._output import console, say
+
+    def cost(text: str) -> float:
+        with console.capture():
+            started = time.perf_counter()
+            for _ in range(5):
+                say(text)
+            return time.perf_counter() - started
+
+    short, long = cost("CN=" + "x(" * 500), cost("CN=" + "x(" * 32_500)
+    assert long < 10 * 65 * short, (long, short)
