@@ -22,7 +22,7 @@ from pinlab.commands._campaign import (
     print_summary,
     scan_parameters,
 )
-from pinlab.commands._common import err_console
+from pinlab.commands._common import err_console, interrupt_once
 from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError, TargetError
 from pinlab.store import Scan
@@ -75,7 +75,10 @@ def collect_on_cluster(
             TextColumn("{task.fields[workers]} workers"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=err_console, transient=False) as progress:
+        with (
+            interrupt_once(),
+            Progress(*columns, console=err_console, transient=False) as progress,
+        ):
             task = progress.add_task("collect", total=total, workers=len(client.nthreads()))
 
             def advance(event: ShardProgress) -> None:

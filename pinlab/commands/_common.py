@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import NamedTuple
 
 import pandas as pd
@@ -20,6 +23,7 @@ __all__ = [
     "StoreFrames",
     "console",
     "err_console",
+    "interrupt_once",
     "load_store_frames",
     "parse_time",
     "say",
@@ -29,6 +33,29 @@ __all__ = [
 ]
 
 EXIT_USAGE = 2
+
+
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    # The first Ctrl-C starts the clean shutdown; a second one, pressed while the store is
+    # committed and the progress bar closed, must not cut that short (exit by signal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupt_once() -> Iterator[None]:
+    """Within the block, Ctrl-C raises KeyboardInterrupt once; later ones are ignored (to
+    the end of the process once it was interrupted: the shutdown runs to its end)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        yield
+    finally:
+        # Once interrupted, Ctrl-C stays ignored until the process has closed its store.
+        if signal.getsignal(signal.SIGINT) is _interrupt_once:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

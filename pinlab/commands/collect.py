@@ -36,7 +36,7 @@ from pinlab.commands._campaign import (
     print_summary,
     scan_parameters,
 )
-from pinlab.commands._common import err_console, trust_store, usage_errors
+from pinlab.commands._common import err_console, interrupt_once, trust_store, usage_errors
 from pinlab.commands._options import count_in, valid_rate, valid_seconds
 from pinlab.commands._output import say, shown
 from pinlab.errors import TargetError
@@ -139,7 +139,10 @@ def collect_command(
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
             )
-            with Progress(*columns, console=err_console, transient=False) as progress:
+            with (
+                interrupt_once(),
+                Progress(*columns, console=err_console, transient=False) as progress,
+            ):
                 task = progress.add_task(
                     "collect", total=max(total - len(skip), 0), ok=0, failed=0, rate=""
                 )
