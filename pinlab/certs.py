@@ -28,6 +28,7 @@ from cryptography.x509 import Certificate as X509Certificate
 
 from pinlab.der import spki_algorithm_oid, spki_from_certificate
 from pinlab.errors import MalformedCertificateError
+from pinlab.pem import iter_pem
 
 __all__ = [
     "Certificate",
@@ -62,11 +63,17 @@ _KEY_TYPES_BY_OID = {
     "1.2.840.10040.4.1": "DSA",
 }
 _CURVE_LABELS = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
-_DESCRIPTIVE = ("subject", "issuer", "serial", "not_before", "not_after", "_key", "_constraints",
-                "sans")  # fmt: skip
+# Each descriptive field and the part of the certificate it comes from, as users name it.
+_DESCRIPTIVE = {"subject": "subject", "issuer": "issuer", "serial": "serialNumber",
+                "not_before": "validity", "not_after": "validity", "_key": "subjectPublicKeyInfo",
+                "_constraints": "basicConstraints", "sans": "subjectAltName"}  # fmt: skip
+
+_LOCATION = re.compile(r'location: \["(\w+)"')
+_PARTS = {"subject_alternative_name": "subjectAltName", "basic_constraints": "basicConstraints",
+          "key_usage": "keyUsage", "extended_key_usage": "extKeyUsage",
+          "name_constraints": "nameConstraints", "tbs_cert": "tbsCertificate"}  # fmt: skip
 
 _T = TypeVar("_T")
 
@@ -174,6 +181,27 @@ class Certificate:
         for name in _DESCRIPTIVE:
             getattr(self, name)
         return self
+
+    @functools.cached_property
+    def unparsed_fields(self) -> tuple[str, ...]:
+        """What could not be parsed, one ``"subjectAltName: could not be parsed (...)"`` each.
+
+        Empty for a complete record. A lazy record of a certificate that real servers send
+        but cryptography refuses in part (a SAN dNSName with bytes 0xff) still has its DER,
+        SPKI and pin: this says what else is missing.
+        """
+        failed: dict[str, str] = {}
+        for name, part in _DESCRIPTIVE.items():
+            try:
+                getattr(self, name)
+            except MalformedCertificateError as error:
+                reason = str(error).removeprefix("certificate fields do not parse: ")
+                # Extensions parse as a whole: name the one cryptography's error points at.
+                located = _LOCATION.search(reason)
+                if located is not None:
+                    part = _PARTS.get(located.group(1), located.group(1))
+                failed.setdefault(part, f"{part}: could not be parsed ({reason})")
+        return tuple(failed.values())
 
     @_field
     def subject(self) -> str:
@@ -321,66 +349,72 @@ def _subject_alternative_names(parsed: x509.Certificate) -> tuple[str, ...]:
     return tuple(dns) + tuple(ips)
 
 
-def load_certificates(data: bytes, *, source: str = "input") -> list[Certificate]:
+def load_certificates(
+    data: bytes, *, source: str = "input", lazy: bool = False
+) -> list[Certificate]:
     """Load every certificate in ``data``: PEM (any number of blocks), DER, or PKCS#7.
 
     Order is preserved (a served chain stays leaf first). Anything that is not a
     certificate raises :class:`MalformedCertificateError` naming ``source`` and the block.
+    ``lazy`` records (see :meth:`Certificate.from_der`) keep certificates whose descriptive
+    fields do not all parse: their :attr:`Certificate.unparsed_fields` say which.
     """
     if b"-----BEGIN" in data:
-        return _load_pem(data, source)
+        return _load_pem(data, source, lazy)
     if not data:
         raise MalformedCertificateError(f"{source}: empty, no certificate in it")
     try:
-        return [Certificate.from_der(data)]
+        return [Certificate.from_der(data, lazy=lazy)]
     except MalformedCertificateError as der_error:
         try:
-            return _from_cryptography(pkcs7.load_der_pkcs7_certificates(data))
+            return _from_cryptography(pkcs7.load_der_pkcs7_certificates(data), lazy)
         except ValueError:
             raise MalformedCertificateError(
                 f"{source}: neither PEM, a DER certificate nor DER PKCS#7 ({der_error})"
             ) from None
 
 
-def _load_pem(data: bytes, source: str) -> list[Certificate]:
+def _load_pem(data: bytes, source: str, lazy: bool) -> list[Certificate]:
     certificates: list[Certificate] = []
-    blocks = list(_PEM_BLOCK.finditer(data))
-    if not blocks:
-        raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
-    for number, block in enumerate(blocks, start=1):
-        label, text = block.group(1), block.group(0)
+    number = 0
+    for block in iter_pem(data):
+        number, label, text = block.number, block.label, block.text
+        if not block.complete and number == 1:
+            raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
+        if not block.complete:
+            raise MalformedCertificateError(
+                f"{source}: PEM block {number} is truncated (no matching END line)"
+            )
         try:
             if label in _CERTIFICATE_LABELS:
-                certificates.append(
-                    Certificate.from_cryptography(x509.load_pem_x509_certificate(text))
-                )
+                parsed = x509.load_pem_x509_certificate(text)
+                certificates.append(Certificate.from_cryptography(parsed, lazy=lazy))
             elif label in _PKCS7_LABELS:
-                certificates.extend(_from_cryptography(pkcs7.load_pem_pkcs7_certificates(text)))
+                parsed_all = pkcs7.load_pem_pkcs7_certificates(text)
+                certificates.extend(_from_cryptography(parsed_all, lazy))
         except (*_REFUSED, MalformedCertificateError) as error:
             raise MalformedCertificateError(
                 f"{source}: PEM block {number} ({label.decode()}) is malformed: {error}"
             ) from None
-    if data.count(b"-----BEGIN") > len(blocks):
-        raise MalformedCertificateError(
-            f"{source}: PEM block {len(blocks) + 1} is truncated (no matching END line)"
-        )
+    if number == 0:
+        raise MalformedCertificateError(f"{source}: a PEM header without a complete block")
     if not certificates:
         raise MalformedCertificateError(f"{source}: PEM without any CERTIFICATE block")
     return certificates
 
 
-def _from_cryptography(parsed: Iterable[x509.Certificate]) -> list[Certificate]:
-    return [Certificate.from_cryptography(certificate) for certificate in parsed]
+def _from_cryptography(parsed: Iterable[x509.Certificate], lazy: bool) -> list[Certificate]:
+    return [Certificate.from_cryptography(certificate, lazy=lazy) for certificate in parsed]
 
 
-def load_certificate_file(path: str | Path) -> list[Certificate]:
+def load_certificate_file(path: str | Path, *, lazy: bool = False) -> list[Certificate]:
     """Load every certificate of a PEM, DER or PKCS#7 file (see :func:`load_certificates`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise MalformedCertificateError(f"{path}: cannot read: {error.strerror}") from None
-    return load_certificates(data, source=str(path))
+    return load_certificates(data, source=str(path), lazy=lazy)
 
 
 def chain_pins(chain: Sequence[Certificate]) -> list[str]:

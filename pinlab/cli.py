@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from pinlab.commands._lazy import LazyGroup
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 
 app = typer.Typer(
@@ -72,12 +73,12 @@ def main() -> None:
     try:
         app()
     except PinlabError as error:
-        typer.echo(f"pinlab: error: {error}", err=True)
+        say(f"pinlab: error: {shown(error)}", err=True)
         sys.exit(EXIT_USAGE)
     except Exception as error:
         if not (_is_duckdb_error(error) or isinstance(error, OSError)):
             raise
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
-        typer.echo(f"pinlab: error: {describe(error)}", err=True)
+        say(f"pinlab: error: {shown(describe(error))}", err=True)
         sys.exit(EXIT_USAGE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from pinlab.errors import MalformedKeyError
+from pinlab.pem import iter_pem
 
 __all__ = ["PublicKeyPin", "is_public_key", "load_public_key", "load_public_key_file"]
 
-_PEM_KEY = re.compile(
-    rb"-----BEGIN (PUBLIC KEY|RSA PUBLIC KEY)-----\r?\n(.*?)-----END \1-----", re.DOTALL
-)
+_KEY_LABELS = (b"PUBLIC KEY", b"RSA PUBLIC KEY")
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _REFUSED = (ValueError, TypeError, UnsupportedAlgorithm)
 
@@ -64,14 +62,18 @@ def load_public_key(data: bytes, *, source: str = "input") -> PublicKeyPin:
 
 
 def _from_pem(data: bytes, source: str) -> PublicKeyPin:
-    blocks = list(_PEM_KEY.finditer(data))
-    if len(blocks) != 1:
-        found = "no complete" if not blocks else f"{len(blocks)}"
+    # Key headers are counted in C, and only the one key block is scanned: other blocks,
+    # however many, cost no Python loop.
+    headers = [data.find(b"-----BEGIN " + label + b"-----") for label in _KEY_LABELS]
+    count = sum(data.count(b"-----BEGIN " + label + b"-----") for label in _KEY_LABELS)
+    block = next(iter_pem(data[max(headers) :]), None) if count == 1 else None
+    if block is None or not block.complete:
+        found = "no complete" if count <= 1 else f"{count}"
         raise MalformedKeyError(f"{source}: {found} PUBLIC KEY block(s); give one key per file")
-    label, body = blocks[0].group(1), blocks[0].group(2)
+    label, body = block.label, block.body
     try:
         der = base64.b64decode(b"".join(body.split()), validate=True)
-        key = serialization.load_pem_public_key(blocks[0].group(0))
+        key = serialization.load_pem_public_key(block.text)
     except (*_REFUSED, binascii.Error) as error:
         raise MalformedKeyError(f"{source}: malformed {label.decode()} block ({error})") from None
     if label == b"RSA PUBLIC KEY":

@@ -30,6 +30,7 @@ import pandas as pd
 
 from pinlab.certs import Certificate, load_certificates
 from pinlab.errors import MalformedCertificateError, PinlabError
+from pinlab.pem import iter_pem
 from pinlab.verify import TrustStore
 
 __all__ = [
@@ -114,9 +115,11 @@ def _version_date(version: str) -> datetime | None:
 def _roots(pem: bytes, archive: Path) -> tuple[Certificate, ...]:
     """Every root of a bundle; a block that no longer parses is skipped, not fatal."""
     roots = []
-    for block in re.findall(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem, re.S):
+    for block in iter_pem(pem):
+        if not block.complete or block.label != b"CERTIFICATE":
+            continue
         try:
-            roots.extend(load_certificates(block, source=str(archive)))
+            roots.extend(load_certificates(block.text, source=str(archive)))
         except MalformedCertificateError:
             continue
     return tuple(roots)

@@ -24,7 +24,7 @@ from cryptography.x509.verification import (
 )
 
 from pinlab.certs import Certificate, load_certificate_file
-from pinlab.errors import PinlabError
+from pinlab.errors import MalformedCertificateError, PinlabError
 from pinlab.explain import explain_failure
 from pinlab.names import name_matches
 
@@ -188,9 +188,13 @@ def _verifier(name: str, at: datetime, trust_store: TrustStore) -> x509.verifica
 
 
 def _own_name(leaf: Certificate) -> str | None:
-    for name in leaf.sans:
+    try:
+        sans = leaf.sans
+    except MalformedCertificateError:
+        return None  # a SAN that does not parse names nothing; the verifier says why
+    for name in sans:
         if not name.startswith("*."):
             return name
-    for name in leaf.sans:
+    for name in sans:
         return "wildcard-check" + name[1:]
     return None

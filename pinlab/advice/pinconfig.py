@@ -33,6 +33,18 @@ __all__ = ["ConfigError", "Finding", "PinConfig", "PinRule", "parse_config"]
 
 def parse_config(data: bytes, *, name: str = "config") -> PinConfig:
     """Read any of the supported forms, recognised by structure."""
+    try:
+        return _parse(data, name)
+    except RecursionError:
+        # json, plistlib and the readers recurse once per level: a file nested thousands
+        # deep is no configuration an app ships, and must not end in a traceback.
+        raise ConfigError(
+            f"{name}: nested too deeply to be a pin configuration (arrays, objects or XML "
+            "elements inside one another thousands of levels deep)"
+        ) from None
+
+
+def _parse(data: bytes, name: str) -> PinConfig:
     if data.startswith(b"bplist"):
         return read_dictionary(_load_plist(data, name), name)
     text = data.decode("utf-8", errors="replace")

@@ -1,15 +1,34 @@
-"""Parse ``host``, ``host:port`` and ``[v6addr]:port`` as typed on a command line."""
+"""Parse ``host``, ``host:port`` and ``[v6addr]:port`` as typed on a command line.
+
+Names are mapped as browsers map them: IDNA 2008 with UTS 46 (``faß.test`` is
+``xn--fa-hia.test``, where IDNA 2003 made it ``fass.test``). A name whose last label is a
+number (``2130706433``, ``0x7f.1``, ``127.0.0.01``) is refused: resolvers and URL parsers
+read it as an IPv4 address in shorthand, so it would reach an address nobody wrote. Only
+dotted quads and IPv6 literals are addresses.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 
+import idna
+
 from pinlab.errors import TargetError
 
 __all__ = ["normalise_hostname", "parse_endpoint", "parse_port"]
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+_NUMERIC = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+MAX_NAME = 253
+
+
+def _ends_in_a_number(name: str) -> bool:
+    """WHATWG URL's test: the last label (before a trailing dot) is decimal or 0x-hex."""
+    labels = name.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()
+    return bool(_NUMERIC.fullmatch(labels[-1]))
 
 
 def normalise_hostname(name: str) -> str:
@@ -19,16 +38,38 @@ def normalise_hostname(name: str) -> str:
         raise TargetError("empty host name")
     if any(ch.isspace() for ch in text):
         raise TargetError(f"host name {name!r} contains whitespace")
+    if len(text) > 4 * MAX_NAME:  # no mapping shortens a name that much: refuse it unread
+        raise TargetError(f"host name of {len(text)} characters: a DNS name has at most 253")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
         pass
     try:
-        ascii_name = text.encode("idna").decode("ascii").lower()
-    except UnicodeError as error:
+        # ASCII names keep underscores (_acme-challenge), which IDNA 2008 disallows.
+        ascii_name = text.lower() if text.isascii() else idna.encode(text, uts46=True).decode()
+        for label in ascii_name.split("."):
+            if label.startswith("xn--"):  # an A-label must decode to a valid U-label
+                idna.decode(label)
+    except (idna.IDNAError, UnicodeError) as error:
         raise TargetError(f"host name {name!r} is not a valid IDNA name: {error}") from None
-    if len(ascii_name) > 253 or not all(_LABEL.fullmatch(label) for label in ascii_name.split(".")):
-        raise TargetError(f"host name {name!r} is not a valid DNS name")
+    try:
+        return str(ipaddress.ip_address(ascii_name))  # full-width digits map to an address
+    except ValueError:
+        pass
+    if _ends_in_a_number(ascii_name):
+        raise TargetError(
+            f"host name {name!r} ends in a number, which resolvers read as an IPv4 address in "
+            "shorthand: write the address as a dotted quad (127.0.0.1) or give a DNS name"
+        )
+    if len(ascii_name) > MAX_NAME:
+        raise TargetError(
+            f"host name of {len(ascii_name)} characters: a DNS name has at most {MAX_NAME}"
+        )
+    if not all(_LABEL.fullmatch(label) for label in ascii_name.split(".")):
+        raise TargetError(
+            f"host name {name!r} is not a valid DNS name (labels of 1 to 63 letters, digits, "
+            "hyphens or underscores)"
+        )
     return ascii_name
 
 

@@ -22,7 +22,8 @@ from pinlab.commands._campaign import (
     print_summary,
     scan_parameters,
 )
-from pinlab.commands._common import err_console
+from pinlab.commands._common import err_console, interrupt_once
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError, TargetError
 from pinlab.store import Scan
 from pinlab.verify import TrustStore
@@ -56,16 +57,16 @@ def collect_on_cluster(
         nonlocal bad_lines
         bad_lines += 1
         if bad_lines <= MAX_REPORTED_BAD_LINES:
-            err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
+            say(f"pinlab: skipped: {shown(error)}", err=True)
 
     with dask_client(workers=workers, address=cluster) as client:
         slots = max(1, sum(client.nthreads().values()))
         scan = unfinished_campaign(dataset, str(source)) if resume else None
         if scan is not None:
-            err_console.print(f"pinlab: resuming scan {scan.scan_id} (committed shards are kept)")
+            say(f"pinlab: resuming scan {scan.scan_id} (committed shards are kept)", err=True)
         else:
             if resume:
-                err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
+                say(f"pinlab: no unfinished scan of {shown(source)}; starting a new one", err=True)
             scan = _new_scan(source, options, anchors.name, label, no_sni, cluster, workers)
         columns = (
             TextColumn("[bold]collect"),
@@ -74,7 +75,10 @@ def collect_on_cluster(
             TextColumn("{task.fields[workers]} workers"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=err_console, transient=False) as progress:
+        with (
+            interrupt_once(),
+            Progress(*columns, console=err_console, transient=False) as progress,
+        ):
             task = progress.add_task("collect", total=total, workers=len(client.nthreads()))
 
             def advance(event: ShardProgress) -> None:
@@ -89,28 +93,27 @@ def collect_on_cluster(
                     on_progress=advance,
                 )  # fmt: skip
             except KeyboardInterrupt:
-                err_console.print("pinlab: interrupted; continue with --resume")
+                say("pinlab: interrupted; continue with --resume", err=True)
                 raise typer.Exit(130) from None
             summary = result.summary
             progress.update(task, total=summary.observations + summary.skipped)
             progress.update(task, completed=summary.observations + summary.skipped)
     if bad_lines > MAX_REPORTED_BAD_LINES:
-        err_console.print(f"pinlab: {bad_lines} bad target lines in all")
+        say(f"pinlab: {bad_lines} bad target lines in all", err=True)
     print_summary(summary, bad_lines)
     shards = sum(1 for size in result.plan.sizes if size)
-    err_console.print(
+    say(
         f"{shards} shards on {result.workers} workers: {result.ran} collected, "
-        f"{result.already_done} already done, {result.restarted} restarted; dataset {dataset}",
-        markup=False,
-        highlight=False,
+        f"{result.already_done} already done, {result.restarted} restarted; "
+        f"dataset {shown(dataset)}",
+        err=True,
     )
     if result.failed:
         first = min(result.failed)
-        err_console.print(
+        say(
             f"pinlab: {len(result.failed)} shards failed (shard {first}: "
-            f"{result.failed[first]}); continue with --resume",
-            markup=False,
-            highlight=False,
+            f"{shown(result.failed[first])}); continue with --resume",
+            err=True,
         )
         raise typer.Exit(1)
 

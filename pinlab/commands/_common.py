@@ -2,26 +2,62 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple
 
 import typer
-from rich.console import Console
 
+from pinlab.commands._options import parse_time
+from pinlab.commands._output import console, err_console, say, shown
 from pinlab.errors import PinlabError
 from pinlab.verify import TrustStore
 
 if TYPE_CHECKING:
     import pandas as pd  # the analysis commands' frames; pins and check never load pandas
 
+__all__ = [
+    "EXIT_USAGE",
+    "StoreFrames",
+    "console",
+    "err_console",
+    "interrupt_once",
+    "load_store_frames",
+    "parse_time",
+    "say",
+    "shown",
+    "trust_store",
+    "usage_errors",
+]
+
 EXIT_USAGE = 2
 
-# soft_wrap: lines are data (pins, paths) that must survive a pipe unbroken.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    # The first Ctrl-C starts the clean shutdown; a second one, pressed while the store is
+    # committed and the progress bar closed, must not cut that short (exit by signal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupt_once() -> Iterator[None]:
+    """Within the block, Ctrl-C raises KeyboardInterrupt once; later ones are ignored (to
+    the end of the process once it was interrupted: the shutdown runs to its end)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        yield
+    finally:
+        # Once interrupted, Ctrl-C stays ignored until the process has closed its store.
+        if signal.getsignal(signal.SIGINT) is _interrupt_once:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -30,19 +66,8 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except PinlabError as error:
-        err_console.print(f"pinlab: error: {error}", markup=False, highlight=False)
+        say(f"pinlab: error: {shown(error)}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def parse_time(text: str | None) -> datetime:
-    """An ISO-8601 time (UTC when no offset is given); now when ``text`` is None."""
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise PinlabError(f"time {text!r} is not ISO-8601 (e.g. 2026-01-31T12:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def trust_store(ca_file: Path | None) -> TrustStore:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pinlab.commands._common import EXIT_USAGE, console, err_console, usage_errors
+from pinlab.commands._output import say, shown
 
 QUICK = typer.Option("--quick", help="Few combinations and runs: checks the suite in seconds.")
 OUT = typer.Option("--out", help="Also write the rows and the machine to FILE.json or FILE.csv.")
@@ -86,7 +87,7 @@ def _frame_table(frame: pd.DataFrame, title: str) -> Table:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -107,21 +108,19 @@ def pins(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT]
             task = progress.add_task("starting", total=None)
 
             def advance(done: int, total: int, label: str) -> None:
-                progress.update(task, completed=done, total=total, description=label[:60])
+                progress.update(task, completed=done, total=total, description=shown(label[:60]))
 
             report = run_pins_benchmark(quick=quick, progress=advance)
         console.print(pins_table(report.rows))
         machine = report.machine
-        console.print(
+        say(
             f"{machine['cpu_model']}, {machine['cpus_usable']} usable CPUs, load "
             f"{machine['load_average']} -> {machine['load_average_after']}; Python "
             f"{machine['python']}, cryptography {machine['cryptography']} "
-            f"({machine['cryptography_openssl']}); limit drift {machine['limit_drift']}",
-            markup=False,
-            highlight=False,
+            f"({machine['cryptography_openssl']}); limit drift {machine['limit_drift']}"
         )
         if out is not None:
-            console.print(f"wrote {write_results(report, out)}", markup=False, highlight=False)
+            say(f"wrote {write_results(report, out)}")
 
 
 def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
@@ -135,11 +134,10 @@ def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, O
     except ModuleNotFoundError as error:
         if error.name != "pinlab.bench.collect":
             raise
-        err_console.print(
+        say(
             "pinlab: error: the collect benchmark (pinlab/bench/collect.py) is not part of "
             "this installation yet",
-            markup=False,
-            highlight=False,
+            err=True,
         )
         raise typer.Exit(EXIT_USAGE) from None
     run = cast(Callable[..., pd.DataFrame], module.run_collect_benchmark)
@@ -150,7 +148,7 @@ def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, O
         console.print(_frame_table(frame, "pinlab bench collect"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
-            console.print(f"wrote {written}", markup=False, highlight=False)
+            say(f"wrote {written}")
 
 
 def scale(
@@ -170,14 +168,14 @@ def scale(
         if out is not None:
             check_suffix(out)
 
-        def say(text: str) -> None:
-            err_console.print(f"bench scale: {text}", markup=False, highlight=False)
+        def tell(text: str) -> None:
+            say(f"bench scale: {text}", err=True)
 
-        frame = run_scale_benchmark(quick=quick, directory=data, progress=say)
+        frame = run_scale_benchmark(quick=quick, directory=data, progress=tell)
         console.print(_frame_table(frame, "pinlab bench scale"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
-            console.print(f"wrote {written}", markup=False, highlight=False)
+            say(f"wrote {written}")
 
 
 def ct(
@@ -198,7 +196,7 @@ def ct(
         console.print(_frame_table(frame, "pinlab bench ct"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
-            console.print(f"wrote {written}", markup=False, highlight=False)
+            say(f"wrote {written}")
 
 
 def history(
@@ -222,16 +220,14 @@ def history(
         frame = run_history_benchmark(hosts=count, quick=quick)
         console.print(_frame_table(frame, "pinlab bench history"))
         goal = frame[frame["goal"].notna()].iloc[0]
-        console.print(
+        say(
             f"ledger + summaries of {goal['hosts']:,} hosts: {goal['seconds']:.1f} s, peak "
             f"{goal['peak_rss_mb']:.0f} MB resident; goals {goal['goal']}: "
-            f"{'met' if goal['met'] else 'NOT met'}",
-            markup=False,
-            highlight=False,
+            f"{'met' if goal['met'] else 'NOT met'}"
         )
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
-            console.print(f"wrote {written}", markup=False, highlight=False)
+            say(f"wrote {written}")
 
 
 def cli(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:

@@ -36,7 +36,14 @@ from pinlab.commands._campaign import (
     print_summary,
     scan_parameters,
 )
-from pinlab.commands._common import console, err_console, trust_store, usage_errors
+from pinlab.commands._common import (
+    err_console,
+    interrupt_once,
+    trust_store,
+    usage_errors,
+)
+from pinlab.commands._options import count_in, valid_rate, valid_seconds
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError, TargetError
 from pinlab.store import Observation, Scan, Status, Store
 
@@ -70,10 +77,18 @@ class _Progress:
 def collect_command(
     targets: Annotated[Path, typer.Argument(help="Target file: host, host:port, ip,sni[,port].")],
     db: DbOption = DEFAULT_DB,
-    concurrency: Annotated[int, typer.Option(min=1, help="Handshakes in flight.")] = 100,
-    per_ip: Annotated[int, typer.Option("--per-ip", min=1, help="Connections per IP.")] = 2,
-    rate: Annotated[float | None, typer.Option(help="Max handshakes per second.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds for connect + handshake.")] = 10.0,
+    concurrency: Annotated[
+        int, typer.Option(help="Handshakes in flight.", callback=count_in(1, 100_000))
+    ] = 100,
+    per_ip: Annotated[
+        int, typer.Option("--per-ip", help="Connections per IP.", callback=count_in(1, 100_000))
+    ] = 2,
+    rate: Annotated[
+        float | None, typer.Option(help="Max handshakes per second.", callback=valid_rate)
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds for connect + handshake.", callback=valid_seconds)
+    ] = 10.0,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Default port.")] = 443,
     label: Annotated[str | None, typer.Option(help="Free text stored with the scan.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the unfinished scan of TARGETS.")] = False,
@@ -82,12 +97,15 @@ def collect_command(
     ca_file: Annotated[
         Path | None, typer.Option(help="Trust anchors (PEM) for validation.")
     ] = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries on timeout/reset.")] = 1,
+    retries: Annotated[
+        int, typer.Option(help="Retries on timeout/reset.", callback=count_in(0, 100))
+    ] = 1,
     cluster: Annotated[
         str | None, typer.Option(help="Dask scheduler: collect over it into a dataset (--db DIR).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Local Dask workers: collect into --db DIR.")
+        int | None,
+        typer.Option(help="Local Dask workers: collect into --db DIR.", callback=count_in(1, 1024)),
     ] = None,
     snapshot_every: Annotated[
         float | None,
@@ -131,7 +149,7 @@ def collect_command(
                 nonlocal bad_lines
                 bad_lines += 1
                 if bad_lines <= MAX_REPORTED_BAD_LINES:
-                    err_console.print(f"pinlab: skipped: {error}", markup=False, highlight=False)
+                    say(f"pinlab: skipped: {shown(error)}", err=True)
 
             columns = (
                 TextColumn("[bold]collect"),
@@ -141,7 +159,10 @@ def collect_command(
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
             )
-            with Progress(*columns, console=err_console, transient=False) as progress:
+            with (
+                interrupt_once(),
+                Progress(*columns, console=err_console, transient=False) as progress,
+            ):
                 task = progress.add_task(
                     "collect", total=max(total - len(skip), 0), ok=0, failed=0, rate=""
                 )
@@ -158,12 +179,12 @@ def collect_command(
                         observer=observer,
                     )
                 except KeyboardInterrupt:
-                    err_console.print("pinlab: interrupted; continue with --resume")
+                    say("pinlab: interrupted; continue with --resume", err=True)
                     raise typer.Exit(130) from None
                 progress.update(task, total=summary.observations)
             validations = store.validation_counts(scan.scan_id)
         if bad_lines > MAX_REPORTED_BAD_LINES:
-            err_console.print(f"pinlab: {bad_lines} bad target lines in all")
+            say(f"pinlab: {bad_lines} bad target lines in all", err=True)
         print_summary(summary, bad_lines, validations)
 
 
@@ -180,11 +201,12 @@ def _scan(
         previous = store.unfinished_scan(str(source))
         if previous is not None:
             done: set[tuple[object, ...]] = set(store.done_keys(previous.scan_id))
-            err_console.print(
-                f"pinlab: resuming scan {previous.scan_id} ({len(done)} targets already done)"
+            say(
+                f"pinlab: resuming scan {previous.scan_id} ({len(done)} targets already done)",
+                err=True,
             )
             return previous, done
-        err_console.print(f"pinlab: no unfinished scan of {source}; starting a new one")
+        say(f"pinlab: no unfinished scan of {shown(source)}; starting a new one", err=True)
     scan = new_scan(source, label, scan_parameters(options, no_sni=no_sni, anchors=anchors))
     store.add_scan(scan)
     return scan, set()
@@ -209,7 +231,7 @@ def export_command(
             counts = export_dataset(store, directory)
         else:
             counts = store.export_parquet(directory)
-    console.print(f"exported {_counts(counts)} to {directory}")
+    say(f"exported {_counts(counts)} to {shown(directory)}")
 
 
 _IMPORT_HELP = "A dataset: pinlab export's (flat or --partitioned) or a cluster campaign's."
@@ -227,7 +249,7 @@ def import_command(
             added = store.import_parquet(directory)
         else:  # partitioned by campaign date (or not a dataset: the reader says so)
             added = import_dataset(directory, store)
-    console.print(f"imported {_counts(added)} from {directory}")
+    say(f"imported {_counts(added)} from {shown(directory)}")
 
 
 def import_pem_command(
@@ -244,7 +266,7 @@ def import_pem_command(
         with Store.open(db) as store:
             scan = import_pem(store, manifest, now=now(), trust_store=anchors, label=label)
             count = len(store.observations_df(scan.scan_id))
-    console.print(f"imported {count} observations from {manifest} as scan {scan.scan_id}")
+    say(f"imported {count} observations from {shown(manifest)} as scan {scan.scan_id}")
 
 
 def _counts(counts: dict[str, int]) -> str:

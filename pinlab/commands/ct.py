@@ -25,6 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pinlab.commands._common import console, err_console, usage_errors
+from pinlab.commands._options import count_in, valid_rate
+from pinlab.commands._output import say, shown
 from pinlab.ct import (
     BackfillOptions,
     BackfillResult,
@@ -83,7 +85,7 @@ def _run(what: str, job: Callable[[Callable[[int, int], None]], BackfillResult])
         try:
             return job(report)
         except KeyboardInterrupt:
-            err_console.print("pinlab: interrupted; run the same command again to resume")
+            say("pinlab: interrupted; run the same command again to resume", err=True)
             raise typer.Exit(130) from None
 
 
@@ -111,7 +113,7 @@ def _summary(result: BackfillResult, seconds: float) -> None:
         ("entries/s", f"{stats.entries / max(seconds, 1e-6):,.0f}"),
     ]
     for name, value in rows:
-        table.add_row(name, Text(value))  # the log's URL or crt.sh source: data, not markup
+        table.add_row(name, Text(shown(value)))  # the log's URL or crt.sh source: data, not markup
     console.print(table)
 
 
@@ -139,17 +141,21 @@ def _log_command(static: bool) -> Callable[..., None]:
             typer.Option("--public-key", help="The log key (PEM): tree heads are checked."),
         ] = None,
         batch_size: Annotated[int, typer.Option(min=1, help="Entries per batch.")] = 1000,
-        workers: Annotated[int, typer.Option(min=1, help="Fetches in flight.")] = 4,
-        rate: Annotated[float | None, typer.Option(help="Max requests per second.")] = None,
-        retries: Annotated[int, typer.Option(min=0, help="Retries per request.")] = 4,
+        workers: Annotated[
+            int, typer.Option(help="Fetches in flight.", callback=count_in(1, 1024))
+        ] = 4,
+        rate: Annotated[
+            float | None, typer.Option(help="Max requests per second.", callback=valid_rate)
+        ] = None,
+        retries: Annotated[
+            int, typer.Option(help="Retries per request.", callback=count_in(0, 100))
+        ] = 4,
         label: LabelOption = None,
     ) -> None:
         with usage_errors():
             key = LogKey.load(public_key) if public_key is not None else None
             if key is None:
-                err_console.print(
-                    "pinlab: warning: no --public-key: tree heads are not authenticated"
-                )
+                say("pinlab: warning: no --public-key: tree heads are not authenticated", err=True)
             options = BackfillOptions(
                 start=start, end=end, verify=verify, batch_size=batch_size,
                 workers=workers, rate=rate, retries=retries, label=label,
@@ -188,7 +194,9 @@ def crtsh_command(
         typer.Option("--certs", help="Directory of <id>.pem/.crt/.der; downloads are kept there."),
     ] = None,
     url: Annotated[str, typer.Option("--url", help="crt.sh base URL.")] = DEFAULT_URL,
-    rate: Annotated[float, typer.Option(help="Max crt.sh requests per second.")] = 1.0,
+    rate: Annotated[
+        float, typer.Option(help="Max crt.sh requests per second.", callback=valid_rate)
+    ] = 1.0,
     offline: Annotated[
         bool, typer.Option("--offline", help="Never download: every certificate is in --certs.")
     ] = False,

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from pinlab.certs import load_certificate_file
-from pinlab.commands._common import console, usage_errors
+from pinlab.commands._common import usage_errors
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 
 PIN_COLUMNS = [
@@ -91,7 +92,7 @@ def demo_command(
     """
     with usage_errors():
         pins_file, count = write_pins(data, out)
-    console.print(f"pins of {count} certificates, host by host: {pins_file}")
+    say(f"pins of {count} certificates, host by host: {shown(pins_file)}")
 
 
 def demo_campaign_command(
@@ -110,7 +111,7 @@ def demo_campaign_command(
 
     with usage_errors(), demo_campaign(out) as campaign:
         expected = ", ".join(f"{count} {kind}" for kind, count in campaign.expected.items())
-        console.print(f"demo campaign on loopback: {expected} (targets: {campaign.targets})")
+        say(f"demo campaign on loopback: {expected} (targets: {campaign.targets})")
         collect_command(
             campaign.targets, db=db, concurrency=16, per_ip=16, rate=None, timeout=5.0,
             port=443, label="demo campaign (loopback nginx)", resume=False, strict=True,

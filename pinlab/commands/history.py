@@ -9,7 +9,8 @@ import pandas as pd
 import typer
 
 from pinlab import history
-from pinlab.commands._common import console, usage_errors
+from pinlab.commands._common import usage_errors
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 from pinlab.store import open_store
 
@@ -53,16 +54,16 @@ def history_command(
             if out is not None:
                 renewals = derived.write_ledger(out)
                 hosts = derived.population_summary()["hosts"].iloc[0]
-                console.print(f"{renewals} renewals of {int(hosts)} hosts: {out}")
+                say(f"{renewals} renewals of {int(hosts)} hosts: {shown(out)}")
             if summary:
                 _print_summary(derived)
 
 
 def _print_summary(derived: history.History) -> None:
     per_host = derived.host_summary()
-    shown = pd.DataFrame(
+    table = pd.DataFrame(
         {
-            "host": per_host["host"],
+            "host": per_host["host"].map(shown),
             "leaves": per_host["leaves"],
             "keys": per_host["distinct_keys"],
             "renewals": per_host["renewals"],
@@ -74,16 +75,14 @@ def _print_summary(derived: history.History) -> None:
         }
     )
     # Plain text rather than a rich table: it must stay readable when piped or narrow.
-    console.print(shown.to_string(index=False), markup=False, highlight=False)
+    say(table.to_string(index=False))
     population = derived.population_summary().iloc[0]
-    console.print(
+    say(
         f"{int(population['hosts'])} hosts, {int(population['renewals'])} renewals; key reused "
         f"in {_percent(population['key_reuse_rate'])}, issuer changed in "
         f"{_percent(population['issuer_change_rate'])}, CA organisation changed in "
         f"{_percent(population['ca_org_change_rate'])} of renewals. A renewal here is any "
-        "change of leaf; `pinlab audit` counts only those between chains that validate today.",
-        markup=False,
-        highlight=False,
+        "change of leaf; `pinlab audit` counts only those between chains that validate today."
     )
 
 

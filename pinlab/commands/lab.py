@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from pinlab.commands._common import console, usage_errors
+from pinlab.commands._common import usage_errors
+from pinlab.commands._output import say
 
 lab_app = typer.Typer(
     name="lab",
@@ -51,7 +52,7 @@ def run_command(
             preflight(spec)
             target = out if out is not None else db.parent / f"{db.stem}-lab"
             with Store.open(db) as store:
-                console.print(
+                say(
                     f"lab {spec.name}: {len(spec.hosts)} hosts x {spec.rounds} rounds "
                     f"(virtual clock from {spec.start:%Y-%m-%d}, {spec.days_per_round} days/round)"
                 )
@@ -61,21 +62,21 @@ def run_command(
                     store,
                     validation_clock=lambda: datetime.now(UTC),
                     source=scenario,
-                    on_round=lambda i, s: console.print(f"round {i}: {s:.2f} s"),
+                    on_round=lambda i, s: say(f"round {i}: {s:.2f} s"),
                 )
     finally:
         signal.signal(signal.SIGTERM, previous)
     total = sum(result.round_seconds)
     valid = sum(o.observation.validation == "valid" for o in result.observations)
-    console.print(
+    say(
         f"{len(result.observations)} observations ({valid} valid) into {db}: "
         f"{len(result.scans)} scans of source lab (lab run {result.run_id}); "
         f"truth: {result.truth_csv}; roots: {result.roots_pem}; {total:.1f} s, "
         f"{total / len(result.round_seconds):.2f} s per round"
     )
     if result.mismatches:
-        shown = ", ".join(f"{host}@{round_}" for host, round_ in result.mismatches[:5])
-        console.print(f"[red]{len(result.mismatches)} observations differ from truth: {shown}")
+        listed = ", ".join(f"{host}@{round_}" for host, round_ in result.mismatches[:5])
+        say(f"{len(result.mismatches)} observations differ from truth: {listed}")
         raise typer.Exit(1)
 
 

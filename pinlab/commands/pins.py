@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from pinlab.certs import Certificate, load_certificate_file, load_certificates
-from pinlab.commands._common import console, parse_time, trust_store, usage_errors
+from pinlab.commands._common import parse_time, trust_store, usage_errors
+from pinlab.commands._options import valid_seconds, valid_time
+from pinlab.commands._output import say, shown
 from pinlab.errors import MalformedCertificateError, MalformedKeyError
 from pinlab.keys import PublicKeyPin, is_public_key, load_public_key
 from pinlab.pins import CheckStatus, PinSet, Semantics
@@ -29,10 +32,14 @@ CaFileOption = Annotated[
     typer.Option("--ca-file", help="PEM trust anchors instead of certifi's Mozilla roots."),
 ]
 AtOption = Annotated[
-    str | None, typer.Option("--at", help="Validation time, ISO-8601 (default: now).")
+    str | None,
+    typer.Option("--at", help="Validation time, ISO-8601 (default: now).", callback=valid_time),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", help="Seconds for connect and handshake together.")
+    float,
+    typer.Option(
+        "--timeout", help="Seconds for connect and handshake together.", callback=valid_seconds
+    ),
 ]
 VerboseOption = Annotated[
     bool,
@@ -56,18 +63,43 @@ class ChainRow:
             "role": self.role,
             "source": self.source,
             "pin": c.pin,
-            "subject": c.subject,
-            "issuer": c.issuer,
-            "not_after": c.not_after.isoformat(),
+            "subject": _or(lambda: c.subject, None),
+            "issuer": _or(lambda: c.issuer, None),
+            "not_after": _or(lambda: c.not_after.isoformat(), None),
             "sha256": c.sha256,
-            "key": c.key_label,
+            "key": _or(lambda: c.key_label, None),
+            "unparsed": list(c.unparsed_fields),
         }
+
+    def as_text(self) -> str:
+        c = self.certificate
+        subject = _or(lambda: c.subject, "(subject not parsed)")
+        issuer = _or(lambda: c.issuer, "(not parsed)")
+        not_after = _or(lambda: c.not_after.date().isoformat(), "(not parsed)")
+        unparsed = "".join(f"; {field}" for field in c.unparsed_fields)
+        return (
+            f"{self.position}  {self.role:<12} {self.source:<11} {c.pin}  {shown(subject)}"
+            f"  [issuer: {shown(issuer)}; not after {not_after}{shown(unparsed)}]"
+        )
+
+
+_T = TypeVar("_T")
+
+
+def _or(get: Callable[[], _T], default: _T) -> _T:
+    """A descriptive field, or ``default`` when the certificate's field does not parse:
+    the pin needs only the SPKI bytes, so such a certificate is still listed."""
+    try:
+        return get()
+    except MalformedCertificateError:
+        return default
 
 
 def _role(position: int, certificate: Certificate) -> str:
     if position == 0:
         return "leaf"
-    return "root" if certificate.self_issued and certificate.is_ca else "intermediate"
+    is_ca = _or(lambda: certificate.is_ca, False)
+    return "root" if certificate.self_issued and is_ca else "intermediate"
 
 
 def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Certificate], str]:
@@ -82,14 +114,24 @@ def _fetch_chain(target: str, sni: str | None, timeout: float) -> tuple[list[Cer
     try:
         result = handshake(host, port, sni=send_sni, timeout=timeout)
     except HandshakeError as error:
-        console.print(f"cannot complete a handshake with {host}:{port}: {error.status}: {error}")
+        say(f"cannot complete a handshake with {host}:{port}: {error.status}: {shown(error)}")
         raise typer.Exit(EXIT_CONNECTION_FAILED) from None
     try:
         # Lazy records: a pinning client needs the keys and the path, not every field.
         return [Certificate.from_der(der, lazy=True) for der in result.chain], server_name
     except MalformedCertificateError as error:
-        console.print(f"{host}:{port} presented a malformed certificate: {error}")
-        raise typer.Exit(EXIT_CONNECTION_FAILED) from None
+        # The handshake completed: what failed is the chain, which cannot validate.
+        say(f"{host}:{port} presented a certificate that does not parse: {shown(error)}")
+        raise typer.Exit(EXIT_VALIDATION_FAILED) from None
+
+
+def _is_file(target: str) -> bool:
+    """Whether ``target`` names a file; a name the OS cannot even look up (too long, a NUL)
+    is not one, and is then read as a host name, which says what is wrong with it."""
+    try:
+        return Path(target).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_ip(name: str) -> bool:
@@ -122,12 +164,13 @@ def pins_command(
     """
     with usage_errors():
         when = parse_time(at)
-        key = _key_file(Path(target)) if Path(target).is_file() else None
+        is_file = _is_file(target)
+        key = _key_file(Path(target)) if is_file else None
         if key is not None:
             _print_key(target, key, as_json)
             return
-        if Path(target).is_file():
-            presented, hostname = load_certificate_file(target), None
+        if is_file:
+            presented, hostname = load_certificate_file(target, lazy=True), None
         elif Path(target).suffix.lower() in {".pem", ".der", ".crt", ".cer", ".p7b", ".p7c"}:
             raise MalformedCertificateError(f"{target}: no such file")
         else:
@@ -140,20 +183,16 @@ def pins_command(
         typer.echo(json.dumps([row.as_json() for row in rows], indent=2))
         return
     for row in rows:
-        c = row.certificate
-        typer.echo(
-            f"{row.position}  {row.role:<12} {row.source:<11} {c.pin}  {c.subject}"
-            f"  [issuer: {c.issuer}; not after {c.not_after.date().isoformat()}]"
-        )
+        say(row.as_text())
     if not verification.ok:
-        console.print(f"no verified path at {when.isoformat()}: {verification.error}")
+        say(f"no verified path at {when.isoformat()}: {shown(verification.error)}")
         _print_detail(verification, verbose)
 
 
 def _print_detail(verification: Verification, verbose: bool) -> None:
     """The verifier's own words under the explanation, for ``--verbose``."""
     if verbose and verification.detail:
-        console.print(f"  detail: {verification.detail}", markup=False, highlight=False)
+        say(f"  detail: {shown(verification.detail)}")
 
 
 def _key_file(path: Path) -> PublicKeyPin | None:
@@ -170,7 +209,7 @@ def _key_file(path: Path) -> PublicKeyPin | None:
     if b"-----BEGIN" in data:
         return None
     try:
-        load_certificates(data, source=str(path))
+        load_certificates(data, source=str(path), lazy=True)
     except MalformedCertificateError:
         try:
             return load_public_key(data, source=str(path))
@@ -188,10 +227,9 @@ def _print_key(target: str, key: PublicKeyPin, as_json: bool) -> None:
         typer.echo(json.dumps([row], indent=2))
         return
     # A file name is data: printed as is, never as markup.
-    console.print(
-        f"0  key          file        {key.pin}  {key.label} public key ({target}), "
-        "no certificate: pin it as a backup",
-        markup=False, highlight=False,
+    say(
+        f"0  key          file        {key.pin}  {key.label} public key ({shown(target)}), "
+        "no certificate: pin it as a backup"
     )  # fmt: skip
 
 
@@ -218,7 +256,8 @@ def check_command(
         list[str] | None, typer.Option("--backup-pin", help="Backup pin (repeatable).")
     ] = None,
     pins_expire: Annotated[
-        str | None, typer.Option("--pins-expire", help="Pin set expiry, ISO-8601.")
+        str | None,
+        typer.Option("--pins-expire", help="Pin set expiry, ISO-8601.", callback=valid_time),
     ] = None,
     sni: SniOption = None,
     ca_file: CaFileOption = None,
@@ -246,18 +285,22 @@ def check_command(
     verification = verify_chain(presented, hostname=hostname, at=when, trust_store=store)
     if not verification.ok:
         failure = verification.failure.value if verification.failure else "failed"
-        console.print(f"chain validation failed ({failure}): {verification.error}")
+        say(f"chain validation failed ({failure}): {shown(verification.error)}")
         _print_detail(verification, verbose)
-        console.print("pins are only checked on a valid chain; the connection is refused")
+        for number, certificate in enumerate(presented):
+            for field in certificate.unparsed_fields:
+                say(f"certificate {number}: {shown(field)}")
+        say("pins are only checked on a valid chain; the connection is refused")
         raise typer.Exit(EXIT_VALIDATION_FAILED)
     chain = verification.path if mode is Semantics.VERIFIED else tuple(presented)
     result = pin_set.check(chain, at=when, semantics=mode)
     if pin_set.has_legacy_pins:
-        console.print("warning: sha1/ pins are legacy; re-pin with sha256/")
+        say("warning: sha1/ pins are legacy; re-pin with sha256/")
     if result.status is CheckStatus.EXPIRED:
-        console.print(f"pin set expired at {pin_set.expires_at}: pins are not enforced")
+        say(f"pin set expired at {pin_set.expires_at}: pins are not enforced")
         return
-    console.print(result.describe(), markup=False, highlight=False)
+    # A match is one line around the server's subject: shown whole, it cannot add a line.
+    say(shown(result.describe()) if result.matched_certificate else result.describe())
     if not result.passed:
         raise typer.Exit(EXIT_NO_PIN_MATCHED)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,11 +22,12 @@ from pinlab.advice.recommend import (
 )
 from pinlab.certs import load_certificate_file
 from pinlab.commands._common import (
-    console,
     load_store_frames,
     parse_time,
     usage_errors,
 )
+from pinlab.commands._options import valid_time
+from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB
 from pinlab.errors import PinlabError
 from pinlab.truststores import choose_trust_stores
@@ -70,7 +70,7 @@ def recommend_command(
 
 
 def _say(text: str) -> None:
-    console.print(_clean(text), markup=False, highlight=False)
+    say(shown(text))
 
 
 def _print_advice(advice: Advice, described: str, horizon: float) -> None:
@@ -107,7 +107,10 @@ def audit_command(
     config: Annotated[Path, typer.Argument(help="OkHttp source, NSC XML, TrustKit, plist.")],
     db: DbOption = DEFAULT_DB,
     at: Annotated[
-        str | None, typer.Option("--at", help="Time for expiry checks, ISO-8601 (default: now).")
+        str | None,
+        typer.Option(
+            "--at", help="Time for expiry checks, ISO-8601 (default: now).", callback=valid_time
+        ),
     ] = None,
     rotating: Annotated[
         list[Path] | None,
@@ -144,7 +147,7 @@ def audit_command(
     if as_json:
         typer.echo(json.dumps(audit_json(parsed, findings, scores), indent=2))
     else:
-        console.print(_clean(f"trust stores: {described}"), markup=False, highlight=False)
+        say(shown(f"trust stores: {described}"))
         _print_audit(parsed, config, findings, scores, now)
     if findings["severity"].isin(["error", "warning"]).any() or scores["rejects_latest"].any():
         raise typer.Exit(EXIT_FINDINGS)
@@ -192,22 +195,14 @@ def _matching_hosts(parsed: PinConfig, observations: pd.DataFrame) -> list[str]:
     return sorted(matched)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _clean(text: str) -> str:
-    """Configuration text is data: control characters shown, never sent to the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _print_audit(
     parsed: PinConfig, config: Path, findings: pd.DataFrame, scores: pd.DataFrame, now: datetime
 ) -> None:
     head = f"{config}: {parsed.format}, {len(parsed.rules)} rule(s), checked at {now.date()}"
-    console.print(_clean(head), markup=False, highlight=False)
+    say(shown(head))
     for row in findings.itertuples():
         line = f"{row.severity}: {row.host}: [{row.code}] {row.message}"
-        console.print(_clean(line), markup=False, highlight=False)
+        say(shown(line))
     for row in scores.itertuples():
         enforced = "" if row.enforced else " (pins not checked)"
         line = (
@@ -215,7 +210,7 @@ def _print_audit(
             f"{row.rejected} rejected ({row.rejected_before_accept} before the first "
             f"acceptance); {row.verdict}"
         )
-        console.print(_clean(line), markup=False, highlight=False)
+        say(shown(line))
 
 
 def register(app: typer.Typer) -> None:

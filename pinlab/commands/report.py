@@ -22,7 +22,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pinlab.commands._common import console, err_console, usage_errors
+from pinlab.commands._common import err_console, usage_errors
+from pinlab.commands._options import valid_seconds
+from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
 
 EXIT_NOTEBOOK_FAILED = 1
@@ -82,7 +84,9 @@ def report_command(
             "--param", "-p", help="NAME=VALUE for the notebooks' parameters cells (repeatable)."
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per cell.")] = 900,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds allowed per cell.", callback=valid_seconds)
+    ] = 900,
     screenshots: Annotated[
         Path | None,
         typer.Option(
@@ -126,7 +130,7 @@ def report_command(
             parameters[name] = value
         kernel = ensure_kernel()
         columns = (
-            TextColumn("{task.description:<22}"),
+            TextColumn("{task.description:<22}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("cells"),
@@ -138,7 +142,7 @@ def report_command(
             def advance(name: str, done: int, total: int) -> None:
                 if name not in tasks:
                     label = name.removesuffix(".ipynb") + ("" if total else " (skipped)")
-                    tasks[name] = progress.add_task(label, total=total or 1)
+                    tasks[name] = progress.add_task(shown(label), total=total or 1)
                 progress.update(tasks[name], completed=done if total else 1)
 
             try:
@@ -153,12 +157,12 @@ def report_command(
                 )
             except NotebookFailed as failure:
                 progress.stop()
-                err_console.print(f"pinlab: error: {failure}", markup=False, highlight=False)
+                say(f"pinlab: error: {shown(failure)}", err=True)
                 raise typer.Exit(EXIT_NOTEBOOK_FAILED) from None
     for result in results:
         if result.skipped:
-            console.print(f"skipped {result.name}: {result.skipped}", markup=False)
-    console.print(f"report: {(out / 'index.html').resolve()}", markup=False, highlight=False)
+            say(f"skipped {shown(result.name)}: {shown(result.skipped)}")
+    say(f"report: {(out / 'index.html').resolve()}")
     if screenshots is not None:
         _check_pages(out, screenshots)
 
@@ -171,11 +175,8 @@ def _check_pages(out: Path, screenshots: Path) -> None:
     bad = [check for check in checks if check.problems]
     for check in bad:
         for problem in check.problems:
-            err_console.print(f"{check.page.name}: {problem}", markup=False, highlight=False)
-    console.print(
-        f"screenshots: {screenshots.resolve()} ({len(checks)} pages, {len(bad)} with problems)",
-        markup=False, highlight=False,
-    )  # fmt: skip
+            say(f"{shown(check.page.name)}: {shown(problem)}", err=True)
+    say(f"screenshots: {screenshots.resolve()} ({len(checks)} pages, {len(bad)} with problems)")
     if bad:
         raise typer.Exit(EXIT_NOTEBOOK_FAILED)
 

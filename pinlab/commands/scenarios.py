@@ -21,12 +21,12 @@ from pinlab.advice.forward import (
 from pinlab.advice.updates import LogNormalLag, bricked_user_days, user_breakage
 from pinlab.certs import Certificate, load_certificate_file
 from pinlab.commands._common import (
-    console,
-    err_console,
     load_store_frames,
     parse_time,
     usage_errors,
 )
+from pinlab.commands._options import valid_time
+from pinlab.commands._output import say
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.commands.recommend import (
     CaFileOption,
@@ -99,13 +99,12 @@ def updates_command(
         summary = bricked_user_days(daily, users=users)
         if out is not None:
             write_table(daily, out)
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
-    console.print(
+    say(f"trust stores: {described}", err=True)
+    say(
         f"releases every {release_every:g} days; adoption: median {median_lag:g} days, "
-        f"sigma {lag_sigma:g}, never {never:.0%}; per {users:g} users per host",
-        markup=False,
+        f"sigma {lag_sigma:g}, never {never:.0%}; per {users:g} users per host"
     )
-    console.print(summary.round(3).to_string(index=False), markup=False, highlight=False)
+    say(summary.round(3).to_string(index=False))
 
 
 def _load(paths: list[Path]) -> list[Certificate]:
@@ -142,8 +141,12 @@ def forward_command(
     issued_by: Annotated[
         str | None, typer.Option("--issued-by", help="Keep intermediates of this issuer CN.")
     ] = "ISRG Root X1",
-    start: Annotated[str | None, typer.Option("--start", help="ISO-8601.")] = "2026-01-01",
-    end: Annotated[str | None, typer.Option("--end", help="ISO-8601.")] = "2030-01-01",
+    start: Annotated[
+        str | None, typer.Option("--start", help="ISO-8601.", callback=valid_time)
+    ] = "2026-01-01",
+    end: Annotated[
+        str | None, typer.Option("--end", help="ISO-8601.", callback=valid_time)
+    ] = "2030-01-01",
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     release_every: Annotated[
         float, typer.Option("--release-every", help="Days between pins (app releases).")
@@ -181,14 +184,11 @@ def forward_command(
         summary = scenario_summary(replayed, baseline=scenarios[0].name)
         if out is not None:
             write_table(replayed, out)
-    err_console.print(f"trust stores: {described}", markup=False, highlight=False)
-    console.print(
-        f"{len(profiles)} host profiles, {len(intermediates)} rotating intermediates, seed {seed}",
-        markup=False,
-    )
+    say(f"trust stores: {described}", err=True)
+    say(f"{len(profiles)} host profiles, {len(intermediates)} rotating intermediates, seed {seed}")
     columns = ["scenario", "strategy", "pins", "breaks", "median_days", "survival_1y",
                "median_vs_baseline"]  # fmt: skip
-    console.print(summary[columns].round(3).to_string(index=False), markup=False, highlight=False)
+    say(summary[columns].round(3).to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,12 +14,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pinlab.commands._common import (
-    console,
     err_console,
     load_store_frames,
     parse_time,
     usage_errors,
 )
+from pinlab.commands._options import valid_time
+from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.errors import PinlabError
 from pinlab.pins import Semantics
@@ -116,7 +117,11 @@ def simulate_command(
     ] = None,
     validate_at: Annotated[
         str | None,
-        typer.Option("--validate-at", help="Validate every chain at this time (lab stores)."),
+        typer.Option(
+            "--validate-at",
+            help="Validate every chain at this time (lab stores).",
+            callback=valid_time,
+        ),
     ] = None,
     truststores: Annotated[
         Path,
@@ -145,7 +150,7 @@ def simulate_command(
         data = _data_at_hand(db)
     chosen = _choose(engine, data)
     for note in _caveats(chosen, data):
-        err_console.print(note, markup=False, highlight=False)
+        say(shown(note), err=True)
     if chosen.out_of_core:
         if sensitivity:
             raise typer.BadParameter("--sensitivity needs --engine python", param_hint="--engine")
@@ -174,7 +179,7 @@ def simulate_command(
             results.append((described, chains, replayed))
         described, chains, replayed = results[0]
         write_table(replayed, out)
-    console.print(f"{len(replayed)} pins replayed over {len(chains)} observations: {out}")
+    say(f"{len(replayed)} pins replayed over {len(chains)} observations: {shown(out)}")
     # rows already on a release calendar are not thinned again
     fit_options = {"release_every": None} if release_every else {}
     for described, chains, replayed in results:
@@ -188,15 +193,14 @@ def _report(
     then the fitted summary."""
     counts = dict(zip(checked["reason"], checked["observations"], strict=True))
     total = int(checked["observations"].sum() - counts["  of which SHA-1-era legacy paths"])
-    console.print(
-        f"trust stores: {described}; validated {counts['validated']} of {total} observations",
-        markup=False, highlight=False,
+    say(
+        f"trust stores: {described}; validated {counts['validated']} of {total} observations"
     )  # fmt: skip
-    console.print(checked.to_string(index=False), markup=False, highlight=False)
+    say(checked.to_string(index=False))
     if not replayed.empty:
         model = PinSurvival(trust_store=described, **fit_options).fit(replayed)  # type: ignore[arg-type]
-        shown = model.summary.drop(columns=["trust_store"]).round(2)
-        console.print(shown.to_string(index=False), markup=False, highlight=False)
+        table = model.summary.drop(columns=["trust_store"]).round(2)
+        say(table.to_string(index=False))
 
 
 def _other_trust_stores(
@@ -241,16 +245,15 @@ def _simulate_out_of_core(
             validate_at=parse_time(validate_at) if validate_at else None,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )  # fmt: skip
-    console.print(f"{result.pins} pins replayed over {result.observations} observations: {out}/")
-    console.print(
+    say(f"{result.pins} pins replayed over {result.observations} observations: {shown(out)}/")
+    say(
         f"trust stores: {described}; validated {result.validated} of {result.observations} "
-        "replayed observations (failed connections and unknown certificates are not replayed)",
-        markup=False, highlight=False,
+        "replayed observations (failed connections and unknown certificates are not replayed)"
     )  # fmt: skip
     if result.pins:
         summary = PinSurvival(trust_store=described).fit(result.counts).summary
-        shown = summary.drop(columns=["trust_store"]).round(2)
-        console.print(shown.to_string(index=False), markup=False, highlight=False)
+        table = summary.drop(columns=["trust_store"]).round(2)
+        say(table.to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pinlab.commands._common import console, usage_errors
+from pinlab.commands._output import say, shown
 from pinlab.truststores import TrustStoreHistory, available_versions, fetch
 
 truststores_app = typer.Typer(help="Mozilla's root store over the years (certifi releases).")
@@ -31,7 +32,8 @@ def fetch_command(
         versions = available_versions(options)
         with Progress(
             TextColumn("certifi releases"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[version]}"), TimeElapsedColumn(), console=console,
+            TextColumn("{task.fields[version]}", markup=False), TimeElapsedColumn(),
+            console=console,
         ) as progress:  # fmt: skip
             task = progress.add_task("fetch", total=len(versions), version="")
             archives = fetch(
@@ -39,10 +41,10 @@ def fetch_command(
                 versions=versions,
                 pip_options=options,
                 jobs=jobs,
-                progress=lambda v: progress.update(task, advance=1, version=v),
+                progress=lambda v: progress.update(task, advance=1, version=shown(v)),
             )
         history = TrustStoreHistory.load(directory)
-    console.print(f"{len(archives)} archives in {directory}: {history.describe()}")
+    say(f"{len(archives)} archives in {shown(directory)}: {history.describe()}")
 
 
 @truststores_app.command("list")
@@ -52,7 +54,7 @@ def list_command(directory: DirOption = DEFAULT_DIR) -> None:
         history = TrustStoreHistory.load(directory)
     changes = history.changes()
     changes["released"] = changes["released"].dt.date
-    console.print(changes.to_string(index=False), markup=False, highlight=False)
+    say(changes.to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:
