@@ -16,14 +16,15 @@ import csv
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pinlab.certs import load_certificate_file
 from pinlab.collect.targets import parse_target_line
 from pinlab.errors import MalformedCertificateError, TargetError
-from pinlab.store import CertificateRow, Observation, Scan, Status
+from pinlab.store import CertificateRow, Observation, Scan, Status, StoreError
 from pinlab.verify import TrustStore, verify_chain
 
 if TYPE_CHECKING:
@@ -32,6 +33,41 @@ if TYPE_CHECKING:
 __all__ = ["import_pem"]
 
 _REQUIRED = ("host", "observed_at", "chain_file")
+
+
+_YEARS = (1950, 9999)
+"""Years an observation can carry: those of a certificate's validity (RFC 5280, 4.1.2.5)."""
+
+
+def _rows(reader: csv.DictReader[str], manifest: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The manifest's rows with their line numbers; a malformed row is an error naming it."""
+    number = 1
+    while True:
+        number += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # e.g. a field over csv's 131,072-character limit
+            raise StoreError(f"{manifest} line {number}: {error}") from None
+        yield number, row
+
+
+def _observed_at(text: str) -> datetime:
+    """An ISO 8601 time in UTC (no zone: UTC), inside the years a certificate can carry."""
+    observed_at = datetime.fromisoformat(text.strip())
+    if observed_at.tzinfo is None:
+        observed_at = observed_at.replace(tzinfo=UTC)
+    try:
+        observed_at = observed_at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"observed_at {text.strip()!r} is out of range in UTC") from None
+    if not _YEARS[0] <= observed_at.year <= _YEARS[1]:
+        raise ValueError(
+            f"observed_at {text.strip()!r}: years {_YEARS[0]}..{_YEARS[1]} only "
+            "(those a certificate can carry)"
+        )
+    return observed_at
 
 
 def import_pem(
@@ -47,7 +83,7 @@ def import_pem(
     With ``trust_store``, each chain is validated at its ``observed_at`` (the validation
     column); without, validation stays null.
     """
-    from pinlab.store import StoreError, pinlab_version
+    from pinlab.store import pinlab_version
 
     manifest = Path(manifest).resolve()
     try:
@@ -83,22 +119,22 @@ def import_pem(
     except UnicodeDecodeError as error:
         raise StoreError(f"{manifest}: not UTF-8 text ({error.reason})") from None
     reader = csv.DictReader(text.splitlines())
-    missing = [name for name in _REQUIRED if name not in (reader.fieldnames or ())]
+    try:
+        missing = [name for name in _REQUIRED if name not in (reader.fieldnames or ())]
+    except csv.Error as error:
+        raise StoreError(f"{manifest} line 1: {error}") from None
     if missing:
         raise StoreError(f"{manifest}: manifest lacks the column(s) {', '.join(missing)}")
-    for number, row in enumerate(reader, start=2):
+    for number, row in _rows(reader, manifest):
         where = f"{manifest} line {number}"
         try:
             target = parse_target_line(row["host"] or "")
             if target is None:
                 raise TargetError("empty host")
-            observed_at = datetime.fromisoformat((row["observed_at"] or "").strip())
+            observed_at = _observed_at(row["observed_at"] or "")
             chain = load_certificate_file(manifest.parent / (row["chain_file"] or "").strip())
         except (TargetError, MalformedCertificateError, ValueError) as error:
             raise StoreError(f"{where}: {error}") from None
-        if observed_at.tzinfo is None:
-            observed_at = observed_at.replace(tzinfo=UTC)
-        observed_at = observed_at.astimezone(UTC)
         validation = error_text = None
         if trust_store is not None:
             result = verify_chain(

@@ -144,3 +144,33 @@ def test_a_dataset_naming_missing_certificates_is_refused(
     assert f"{missing} observations name 1 certificates the dataset does not hold" in result.stderr
     with Store.open(db, read_only=True) as store:
         assert store.counts() == {"certificates": 0, "scans": 0, "observations": 0}
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "message"),
+    [
+        ("0001-01-01T00:00:00+01:00", "is out of range in UTC"),
+        ("9999-12-31T23:59:59-01:00", "is out of range in UTC"),
+        ("1900-06-01T00:00:00Z", "years 1950..9999 only"),
+    ],
+)
+def test_a_manifest_date_outside_what_a_certificate_carries_is_named(
+    tmp_path: Path, shared_data: Path, observed_at: str, message: str
+) -> None:
+    chain = next((shared_data / "real-histories").rglob("*.pem"))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"host,observed_at,chain_file\nx.test,{observed_at},{chain}\n")
+    result = run_pinlab("import-pem", manifest, "--db", tmp_path / "s.duckdb")
+    assert result.returncode == 2, result.stderr
+    assert f"{manifest} line 2: observed_at {observed_at!r}" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_manifest_field_over_the_csv_limit_is_named(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("host,observed_at,chain_file\nx.test,2020-01-01," + "a" * 140_000 + "\n")
+    result = run_pinlab("import-pem", manifest, "--db", tmp_path / "s.duckdb")
+    assert result.returncode == 2, result.stderr
+    assert f"{manifest} line 2: field larger than field limit" in result.stderr
+    assert "Traceback" not in result.stderr
