@@ -32,7 +32,8 @@ _CHROMIUM_FLAGS = (
 
 _NOT_A_NUMBER = re.compile(r"(?<![\w.])(?:NaN|nan|-?inf|-?Infinity|NaT|<NA>)(?![\w.])")
 _NEGATIVE_SHARE = re.compile(r"(?<![\w.])[-\u2212]\d+(?:\.\d+)?\s?%")
-_SVG_IMAGE = re.compile(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)")
+# Figures only: the page's stylesheet carries icons as SVG data URLs too.
+_SVG_IMAGE = re.compile(r"<img\b[^>]*\bsrc=\"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from typer.testing import CliRunner
@@ -104,6 +105,23 @@ def test_the_reader_check_catches_what_it_must() -> None:
     assert reader_problems("pinned handshake added -45 % to a handshake", "")
     assert not reader_problems("not resolved at this load (-45 %, spread 60 %)", "")
     assert not reader_problems("information: infinite medians are not reached", "")
+    # A chart with nothing to draw is found in the page's figures (its SVG says so).
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pinlab import figures
+
+    def page_with(ax: object) -> str:
+        buffer = io.BytesIO()
+        ax.figure.savefig(buffer, format="svg")  # type: ignore[attr-defined]
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        return f'<img alt="" src="data:image/svg+xml;base64,{encoded}"/>'
+
+    empty = figures.plot_throughput(pd.DataFrame(columns=["source", "per_second", "label"]))
+    assert reader_problems("", page_with(empty)) == ["figure 1 is an empty chart (nothing to draw)"]
 
 
 def _notebooks(folder: Path, *sources: str, metadata: dict[str, object] | None = None) -> Path:
