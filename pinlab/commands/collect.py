@@ -89,6 +89,13 @@ def collect_command(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Local Dask workers: collect into --db DIR.")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Collector processes, targets sharded by IP (default: the usable cores).",
+        ),
+    ] = None,
     snapshot_every: Annotated[
         float | None,
         typer.Option(
@@ -112,6 +119,11 @@ def collect_command(
             snapshot_every=snapshot_every,
         )  # fmt: skip
         if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
+            if processes is not None:
+                raise PinlabError(
+                    "--processes is for a DuckDB store; a cluster runs one collector per "
+                    "worker (--workers, or dask worker --nthreads 1 per core)"
+                )
             if snapshot_every is not None:
                 raise PinlabError(
                     "--snapshot-every is for a DuckDB store; a cluster's dataset is readable "
@@ -123,6 +135,10 @@ def collect_command(
                 source, db, options, anchors, cluster=cluster, workers=workers, port=port,
                 label=label, resume=resume, no_sni=no_sni, total=total,
             )  # fmt: skip
+        if processes is None:
+            from pinlab.collect.processes import usable_cores
+
+            processes = usable_cores()
         with Store.open(db) as store:
             scan, skip = _scan(store, source, options, anchors.name, label, resume, no_sni)
             bad_lines = 0
@@ -156,6 +172,7 @@ def collect_command(
                         trust_store=anchors,
                         skip=skip,
                         observer=observer,
+                        processes=processes,
                     )
                 except KeyboardInterrupt:
                     err_console.print("pinlab: interrupted; continue with --resume")
