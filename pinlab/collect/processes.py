@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import tempfile
@@ -151,6 +152,14 @@ def collect(
             targets, store, scan, clock=clock, options=options, trust_store=trust_store,
             skip=skip, observer=observer, validation_clock=validation_clock,
         )  # fmt: skip
+    for name, function in (("clock", clock), ("validation_clock", validation_clock)):
+        try:
+            pickle.dumps(function)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            raise ValueError(
+                f"{name} must reach the collector processes: give a module-level function, "
+                "not a lambda or a closure (or use processes=1)"
+            ) from None
     return collect_in_processes(
         targets, store, scan, processes=processes, clock=clock,
         options=options or CollectOptions(), trust_store=trust_store or TrustStore.certifi(),
