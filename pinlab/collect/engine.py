@@ -58,8 +58,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-
-import duckdb
+from typing import TYPE_CHECKING, Protocol
 
 from pinlab.certs import Certificate
 from pinlab.collect.aiotls import handshake_async
@@ -67,9 +66,12 @@ from pinlab.collect.targets import Target
 from pinlab.collect.tls import HandshakeError, client_context
 from pinlab.collect.validation import Validator
 from pinlab.errors import MalformedCertificateError
-from pinlab.store import CertificateRow, Observation, Scan, Status, Store, StoreError
-from pinlab.store.snapshot import SnapshotWriter
+from pinlab.store.records import CertificateRow, Observation, Scan, Status
 from pinlab.verify import TrustStore
+
+if TYPE_CHECKING:  # DuckDB and pandas stay out of collector processes (fast start-up)
+    from pinlab.store import Store
+    from pinlab.store.snapshot import SnapshotWriter
 
 __all__ = ["TRANSIENT_STATUSES", "CollectOptions", "CollectSummary", "collect"]
 
@@ -171,6 +173,25 @@ class _PerIP:
                 del self.entries[ip]
 
 
+class _Sink(Protocol):
+    """Where the engine hands its finished results: the writer thread, or a pipe to the
+    parent when it runs in a collector process (:mod:`pinlab.collect.worker`)."""
+
+    @property
+    def queue(self) -> _Handover: ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+class _Handover(Protocol):
+    def put(self, item: list[_Result], /) -> None: ...
+
+    def put_nowait(self, item: list[_Result], /) -> None: ...
+
+
 class _Writer(threading.Thread):
     """Commits results in batches from its own thread, then notifies the observer."""
 
@@ -186,11 +207,11 @@ class _Writer(threading.Thread):
         self.queue: queue.Queue[list[_Result] | None] = queue.Queue(maxsize=64)
         self.error: BaseException | None = None
         self.statuses: Counter[str] = Counter()
-        self.snapshot = (
-            None
-            if options.snapshot_every is None
-            else SnapshotWriter(store.path, options.snapshot_every)
-        )
+        self.snapshot: SnapshotWriter | None = None
+        if options.snapshot_every is not None:
+            from pinlab.store.snapshot import SnapshotWriter
+
+            self.snapshot = SnapshotWriter(store.path, options.snapshot_every)
 
     def run(self) -> None:
         pending: list[_Result] = []
@@ -239,7 +260,7 @@ class _Engine:
         options: CollectOptions,
         trust_store: TrustStore,
         clock: Callable[[], datetime],
-        writer: _Writer,
+        writer: _Sink,
         validation_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.scan, self.options, self.trust_store, self.clock = scan, options, trust_store, clock
@@ -453,7 +474,8 @@ def collect(
     virtual ``clock`` but validates Pebble's real-time-dated chains at real time).
     ``observer`` is called from the writer thread once per committed observation. The scan
     is marked finished at the end; if the run is interrupted it stays unfinished, ready for
-    a resume.
+    a resume. This is one process; :func:`pinlab.collect.collect` (``processes=N``) runs
+    N of them (:mod:`pinlab.collect.processes`).
     """
     options = options or CollectOptions()
     trust_store = trust_store or TrustStore.certifi()
@@ -467,13 +489,29 @@ def collect(
     finally:
         writer.queue.put(None)
         writer.join()
+    summary.handshakes = engine.handshakes
+    return _conclude(summary, store, writer, clock, started)
+
+
+def _conclude(
+    summary: CollectSummary,
+    store: Store,
+    writer: _Writer,
+    clock: Callable[[], datetime],
+    started: float,
+) -> CollectSummary:
+    """After the writer stopped: raise its error, or finish the scan and fill ``summary``."""
+    import duckdb
+
+    from pinlab.store import StoreError
+
     if isinstance(writer.error, duckdb.Error | OSError):
         raise StoreError(f"{store.path}: writing observations failed: {writer.error}")
     if writer.error is not None:
         raise writer.error  # a bug (in the observer, say): let it show
+    scan = summary.scan
     summary.elapsed = time.perf_counter() - started
     summary.statuses = writer.statuses
-    summary.handshakes = engine.handshakes
     store.finish_scan(scan.scan_id, at=clock())
     if writer.snapshot is not None:  # the last one holds the whole campaign
         writer.snapshot(store.connection, force=True)

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from pinlab.collect.targets import Target
 from pinlab.errors import PinlabError
-from pinlab.store import write_atomic
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
@@ -106,6 +105,10 @@ def plan_shards(
     Memory stays bounded (a few thousand lines buffered per shard); ``plan.json`` is
     written last, so a plan that exists is complete.
     """
+    # Here, not at the top: collector processes read their shard with read_targets and
+    # must not pay for importing DuckDB and pandas.
+    from pinlab.store import write_atomic
+
     if shards < 1 or lanes < 1:
         raise ValueError("shards and lanes must be at least 1")
     folder = Path(directory)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from pinlab.collect import CollectOptions, CollectSummary
 from pinlab.commands._common import console
-from pinlab.store import Scan, pinlab_version
+from pinlab.store import Scan
 
 __all__ = ["MAX_REPORTED_BAD_LINES", "new_scan", "now", "print_summary", "scan_parameters"]
 
@@ -64,6 +64,10 @@ def scan_parameters(options: CollectOptions, *, no_sni: bool, anchors: str) -> d
 
 def new_scan(source: Path, label: str | None, parameters: dict[str, object]) -> Scan:
     """A new campaign over the target file ``source``, starting now."""
+    # Here, not at the top: collector processes import this module for ``now`` (their
+    # clock) and must not pay for DuckDB and pandas.
+    from pinlab.store import pinlab_version
+
     return Scan(
         scan_id=uuid.uuid4().hex,
         source="scan",

@@ -123,7 +123,18 @@ def pins(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT]
             say(f"wrote {write_results(report, out)}")
 
 
-def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] = None) -> None:
+def collect(
+    quick: Annotated[bool, QUICK] = False,
+    out: Annotated[Path | None, OUT] = None,
+    targets: Annotated[
+        int | None,
+        typer.Option(min=1, help="Handshakes per client (default 12,000; 400 with --quick)."),
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes of the multi-process rows (default: the cores)."),
+    ] = None,
+) -> None:
     """Time chain collection against loopback servers (pinlab.bench.collect)."""
     from pinlab.bench.machine import describe_machine
     from pinlab.bench.output import check_suffix, write_results
@@ -144,7 +155,7 @@ def collect(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, O
     with usage_errors():
         if out is not None:
             check_suffix(out)
-        frame = run(quick=quick)
+        frame = run(quick=quick, targets=targets, processes=processes)
         console.print(_frame_table(frame, "pinlab bench collect"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)

@@ -32,13 +32,17 @@ def _observations(db: Path) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path, farm: Farm) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill_9_then_resume_loses_and_duplicates_nothing(
+    tmp_path: Path, farm: Farm, processes: int
+) -> None:
     port = farm.nginx.port
     targets = tmp_path / "targets.txt"
     lines = [f"127.0.0.1,t{j}.farm.test,{port}" for j in range(300)]
     targets.write_text("# crash test\n" + "\n".join(lines) + "\n")
     db = tmp_path / "store.duckdb"
     command = [PINLAB, "collect", str(targets), "--db", str(db), "--timeout", "2"]
+    command += ["--processes", str(processes)]
     process = subprocess.Popen(
         [*command, "--rate", "40", "--per-ip", "8"],
         stdout=subprocess.DEVNULL,
@@ -52,8 +56,11 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path, farm: F
         time.sleep(0.05)
     time.sleep(0.7)
     assert process.poll() is None, "the campaign finished before it could be killed"
+    children = _children(process.pid)
+    assert len(children) >= processes - 1 + int(processes > 1)  # workers, their tracker
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    _wait_until_gone(children)  # the collector processes die with their parent
 
     committed = _observations(db)
     assert 0 < len(committed) < 300
@@ -78,6 +85,81 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path, farm: F
         scans = store.scans_df()
     assert len(scans) == 1
     assert scans.iloc[0]["finished_at"] is not None
+
+
+def _status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as fields; empty once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in text.splitlines())}
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (zombies count as gone)."""
+    return {pid for pid in pids if _status(pid).get("State", "Z")[:1] != "Z"}
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid``."""
+    pids = {int(path.name) for path in Path("/proc").glob("[0-9]*")}
+    return {child for child in _alive(pids) if _status(child).get("PPid") == str(pid)}
+
+
+def _wait_until_gone(pids: set[int]) -> None:
+    deadline = time.monotonic() + 10
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pids), "collector processes outlived their parent"
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_processes_stop_and_resume_finishes(
+    tmp_path: Path, farm: Farm, how: str
+) -> None:
+    targets = tmp_path / "targets.txt"
+    port = farm.nginx.port
+    targets.write_text("".join(f"127.0.0.1,t{j}.farm.test,{port}\n" for j in range(200)))
+    db = tmp_path / "store.duckdb"
+    command = [PINLAB, "collect", str(targets), "--db", str(db), "--processes", "2"]
+    process = subprocess.Popen(
+        [*command, "--rate", "40"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        # A background job starts with SIGINT ignored; a terminal's Ctrl-C would not be.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 30
+    while len(_children(process.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # some observations committed
+    children = _children(process.pid)
+    assert len(children) == 3  # two collector processes and multiprocessing's tracker
+    if how == "ctrl-c":  # the terminal signals the whole group
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted; continue with --resume" in stderr
+    assert "Traceback" not in stderr
+    _wait_until_gone(children)
+    committed = _observations(db)
+    assert 0 < len(committed) < 200
+    with Store.open(db, read_only=True) as store:
+        unfinished = store.connection.execute("SELECT finished_at IS NULL FROM scans")
+        assert unfinished.fetchall() == [(True,)]  # left for --resume
+
+    result = subprocess.run(
+        [*command, "--resume", "--per-ip", "50"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    final = _observations(db)
+    assert set(committed) <= set(final)
+    assert len({row[:5] for row in final}) == len(final) == 200
 
 
 def test_repeated_run_is_a_new_scan_and_round_trips(tmp_path: Path, farm: Farm) -> None:
