@@ -127,8 +127,11 @@ def check_report(
             problems = reader_problems(text, source)
             if not text.strip():
                 problems.append(f"renders blank (chromium: {dom.stderr.strip()[-200:]!r})")
-            height = max(2000, min(40000, 24 * len(text.splitlines()) + 400 * source.count(
-                "data:image/")))  # fmt: skip
+            # Taller than the page (a line of text per ~100 characters, 450 px a figure):
+            # the screenshot is cropped to what was drawn afterwards.
+            figures_drawn = len(_SVG_IMAGE.findall(source))
+            height = max(2000, min(40000, 24 * (len(text) // 80 + len(text.splitlines()))
+                                   + 450 * figures_drawn))  # fmt: skip
             shot = screenshots / f"{page.stem}.png"
             _render(binary, Path(profile), f"--screenshot={shot}",
                     f"--window-size={width},{height}", url)  # fmt: skip
