@@ -74,6 +74,23 @@ def collect_command(
     per_ip: Annotated[int, typer.Option("--per-ip", min=1, help="Connections per IP.")] = 2,
     rate: Annotated[float | None, typer.Option(help="Max handshakes per second.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds for connect + handshake.")] = 10.0,
+    connect_timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="Seconds for the TCP connect alone.")
+    ] = None,
+    handshake_timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="Seconds for the TLS handshake alone.")
+    ] = None,
+    dns_concurrency: Annotated[int, typer.Option(min=1, help="DNS lookups in flight.")] = 500,
+    dns_timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds for one name's A + AAAA lookups.")
+    ] = 5.0,
+    resolver: Annotated[
+        str,
+        typer.Option(
+            help="'system' (getaddrinfo: /etc/hosts, then resolv.conf), 'resolv.conf' or "
+            "HOST[:PORT]: dnspython's async resolver to those servers."
+        ),
+    ] = "system",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Default port.")] = 443,
     label: Annotated[str | None, typer.Option(help="Free text stored with the scan.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the unfinished scan of TARGETS.")] = False,
@@ -109,7 +126,9 @@ def collect_command(
         anchors = trust_store(ca_file)
         options = CollectOptions(
             concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries,
-            snapshot_every=snapshot_every,
+            snapshot_every=snapshot_every, connect_timeout=connect_timeout,
+            handshake_timeout=handshake_timeout, dns_concurrency=dns_concurrency,
+            dns_timeout=dns_timeout, resolver=resolver,
         )  # fmt: skip
         if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
             if snapshot_every is not None:
