@@ -104,8 +104,10 @@ class Resolver:
             if isinstance(server, tuple):
                 stub.nameservers = [server[0]]
                 stub.port = server[1]
-            # One resend inside the budget: a lost UDP datagram is not a dead name.
-            stub.timeout, stub.lifetime = timeout / 2, timeout
+            # One try with the whole budget: a resend would drop the first query's late
+            # answer (a new query id), so any answer within ``timeout`` counts. A local
+            # caching resolver (unbound) resends upstream on our behalf.
+            stub.timeout, stub.lifetime = timeout, timeout
             self.stub = stub
 
     def close(self) -> None:
