@@ -17,8 +17,10 @@ on the event loop, so thousands of slow answers cost no thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import ipaddress
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import dns.rrset
 __all__ = ["Answer", "DnsProtocol", "LoopbackDns", "NameBehaviour"]
 
 HOST = "127.0.0.1"
+_RECEIVE_BUFFER = 16 * 1024 * 1024
 
 
 class Answer(enum.StrEnum):
@@ -111,9 +114,16 @@ async def serve(
 ) -> tuple[asyncio.DatagramTransport, DnsProtocol]:
     """Start the server on the running loop; ``transport.get_extra_info('sockname')``."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: DnsProtocol(names), local_addr=(host, port)
-    )
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # A campaign sends a burst of queries (two per name in flight): with the default
+    # receive buffer (~200 kB) the kernel drops some of them and the names "time out".
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is not None:
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, option, _RECEIVE_BUFFER)
+                break
+    udp.bind((host, port))
+    transport, protocol = await loop.create_datagram_endpoint(lambda: DnsProtocol(names), sock=udp)
     return transport, protocol
 
 
