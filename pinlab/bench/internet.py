@@ -103,31 +103,35 @@ def campaign_options(resolver: str, *, quick: bool = False) -> CollectOptions:
     )
 
 
-def _slot_seconds(outcome: str, rtt: float, options: CollectOptions, scenario: Scenario) -> float:
-    """Seconds one target of ``outcome`` holds a handshake slot (0: it never takes one)."""
+def _slot_seconds(
+    outcome: str, rtt: float, options: CollectOptions, scenario: Scenario
+) -> tuple[float, float]:
+    """Seconds one target of ``outcome`` holds a handshake slot (0: it never takes one),
+    and how many of them are backoff between tries (when its address's slot is free)."""
     tries = options.retries + 1
     backoff = sum(options.backoff * 2.0**k for k in range(options.retries))  # jitter averages 1
     connect = float(options.connect_timeout or options.timeout)
     handshake = float(options.handshake_timeout or options.timeout)
     if outcome == "ok":
-        return 2 * rtt
+        return 2 * rtt, 0.0
     if outcome == "drip":
         chunks = -(-FLIGHT_BYTES // scenario.drip_bytes)
-        return 2 * rtt + (chunks - 1) * scenario.drip_interval_ms / 1000
+        return 2 * rtt + (chunks - 1) * scenario.drip_interval_ms / 1000, 0.0
     if outcome == "blackhole":
-        return tries * connect + backoff
+        return tries * connect + backoff, backoff
     if outcome == "stall":
-        return tries * handshake + backoff
+        return tries * handshake + backoff, backoff
     if outcome == "reset":
-        return tries * 1.5 * rtt + backoff
-    return 0.0  # refused at loopback speed; DNS failures take no handshake slot
+        return tries * 1.5 * rtt + backoff, backoff
+    return 0.0, 0.0  # refused at loopback speed; DNS failures take no handshake slot
 
 
 def wait_bound(plan: Plan, options: CollectOptions, scenario: Scenario) -> dict[str, float]:
     """The time waiting alone forces on a campaign over ``plan`` with ``options``.
 
     The largest of: handshake-slot seconds over ``concurrency``, DNS seconds over
-    ``dns_concurrency``, the busiest address's seconds over ``per_ip``, and the longest
+    ``dns_concurrency``, the busiest address's seconds (backoff excluded: a target waiting
+    to retry leaves its address's slot) over ``per_ip``, and the longest
     single target (its lookup then its slot). CPU is free in this bound.
     """
     slots, dns, longest = 0.0, 0.0, 0.0
@@ -135,11 +139,11 @@ def wait_bound(plan: Plan, options: CollectOptions, scenario: Scenario) -> dict[
     for planned in plan.names:
         lookup = options.dns_timeout if planned.outcome == "dns_timeout" else planned.dns_delay
         rtt = plan.by_ip[planned.ip].rtt if planned.ip else 0.0
-        held = _slot_seconds(planned.outcome, rtt, options, scenario)
+        held, backoff = _slot_seconds(planned.outcome, rtt, options, scenario)
         slots += held
         dns += lookup
         if planned.ip:
-            per_ip[planned.ip] += held
+            per_ip[planned.ip] += held - backoff
         longest = max(longest, lookup + held)
     parts = {
         "slots": slots / options.concurrency,
