@@ -5,7 +5,8 @@ One semaphore of ``concurrency`` slots; inside a slot, the name is looked up wit
 resolver pinlab uses (:class:`pinlab.collect.resolve.Resolver`: dnspython, same server,
 same timeout, same cache), then connect and handshake with the standard library's
 ``asyncio`` TLS (no verification) under the same connect, handshake and overall timeouts,
-with the same retries for timeouts and resets. No per-IP limit, no parsing, no store.
+with the same retries for timeouts and resets, and the same per-IP limit (a semaphore per
+address: the same campaign is as polite). No parsing, no validation, no store.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 import ssl
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ async def run_bare(lines: list[str], options: dict[str, Any]) -> tuple[float, Co
     timeouts = {k: float(options[k]) for k in ("timeout", "connect_timeout", "handshake_timeout")}
     retries, backoff = int(options["retries"]), float(options["backoff"])
     slots = asyncio.Semaphore(int(options["concurrency"]))
+    per_ip: defaultdict[str, asyncio.Semaphore] = defaultdict(
+        lambda: asyncio.Semaphore(int(options["per_ip"]))
+    )
     statuses: Counter[str] = Counter()
 
     async def one(line: str) -> None:
@@ -81,7 +85,9 @@ async def run_bare(lines: list[str], options: dict[str, Any]) -> tuple[float, Co
                 statuses[str(resolution.status)] += 1
                 return
             for attempt in range(retries + 1):
-                status = await _handshake(resolution.addresses[0], int(port), name, timeouts)
+                ip = resolution.addresses[0]
+                async with per_ip[ip]:
+                    status = await _handshake(ip, int(port), name, timeouts)
                 if status not in ("timeout", "reset") or attempt == retries:
                     break
                 await asyncio.sleep(backoff * 2**attempt * random.uniform(0.5, 1.5))

@@ -5,8 +5,9 @@ latencies and timeouts, so the time a campaign *must* take is known before it st
 :func:`wait_bound` adds up what every target holds (a DNS slot, then a handshake slot, and
 a per-IP slot) and divides by the slots there are. pinlab's campaign runs through
 ``pinlab collect`` (a child process: its peak memory is its own) and the same campaign
-through a bare asyncio loop (:mod:`pinlab.bench.bareloop`: the same resolver, timeouts and
-retries, no store, no parsing, DNS inside the handshake slot as a naive loop does it).
+through a bare asyncio loop (:mod:`pinlab.bench.bareloop`: the same resolver, timeouts,
+retries and per-IP limit; no store, no parsing, DNS inside the handshake slot as a naive
+loop does it).
 The 1M projection scales the measured time per target to a million names: a campaign's
 time grows linearly once its slots are full.
 """
@@ -106,8 +107,8 @@ def campaign_options(resolver: str, *, quick: bool = False) -> CollectOptions:
 def _slot_seconds(
     outcome: str, rtt: float, options: CollectOptions, scenario: Scenario
 ) -> tuple[float, float]:
-    """Seconds one target of ``outcome`` holds a handshake slot (0: it never takes one),
-    and how many of them are backoff between tries (when its address's slot is free)."""
+    """Seconds one target of ``outcome`` takes from start to row (0: it never takes a
+    handshake slot), and how many of them are backoff between tries (holding no slot)."""
     tries = options.retries + 1
     backoff = sum(options.backoff * 2.0**k for k in range(options.retries))  # jitter averages 1
     connect = float(options.connect_timeout or options.timeout)
@@ -140,7 +141,7 @@ def wait_bound(plan: Plan, options: CollectOptions, scenario: Scenario) -> dict[
         lookup = options.dns_timeout if planned.outcome == "dns_timeout" else planned.dns_delay
         rtt = plan.by_ip[planned.ip].rtt if planned.ip else 0.0
         held, backoff = _slot_seconds(planned.outcome, rtt, options, scenario)
-        slots += held
+        slots += held - backoff  # a target waiting to retry holds no slot
         dns += lookup
         if planned.ip:
             per_ip[planned.ip] += held - backoff
@@ -246,7 +247,8 @@ def run_internet_benchmark(
 
 def _bare_options(options: CollectOptions) -> dict[str, object]:
     return {
-        "concurrency": options.concurrency, "connect_timeout": options.connect_timeout,
+        "concurrency": options.concurrency, "per_ip": options.per_ip,
+        "connect_timeout": options.connect_timeout,
         "handshake_timeout": options.handshake_timeout, "timeout": options.timeout,
         "retries": options.retries, "backoff": options.backoff,
         "dns_timeout": options.dns_timeout, "resolver": options.resolver,

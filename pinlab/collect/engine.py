@@ -34,7 +34,10 @@ that does not resolve becomes its row (``nxdomain``, ``servfail``, ``dns_timeout
 ``dns_error``) without taking a slot.
 
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
-connections per resolved address, an optional global rate (handshake starts per second),
+connections per resolved address (a target takes its address's slot first, then a
+handshake slot, so targets queued behind a silent address with many names idle no
+handshake slot; up to 4 x ``concurrency`` targets are admitted at once), an optional
+global rate (handshake starts per second),
 ``timeout`` covering connect and handshake, optionally ``connect_timeout`` and
 ``handshake_timeout`` for each phase.
 Retries with exponential backoff for ``timeout`` and ``reset`` only: packet loss, SYN
@@ -85,6 +88,8 @@ __all__ = ["TRANSIENT_STATUSES", "CollectOptions", "CollectSummary", "collect"]
 
 TRANSIENT_STATUSES = frozenset({Status.TIMEOUT, Status.RESET})
 _HANDOVER = 64
+_ADMITTED = 4
+"""Targets admitted per handshake slot (waiting for their address, or to retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +299,7 @@ class _Engine:
         self.handshakes = 0
         self.results: list[_Result] = []
         self.resolver: Resolver | None = None
+        self.slots = asyncio.Semaphore(options.concurrency)
 
     def _stopped(self) -> bool:
         return self.writer.error is not None or not self.writer.is_alive()
@@ -311,7 +317,9 @@ class _Engine:
         # handshakes by at most this many names (memory stays bounded).
         ready: asyncio.Queue[_Ready | None] = asyncio.Queue(maxsize=options.concurrency)
         feeder = asyncio.create_task(self._feed(targets, skip, ready))
-        slots = asyncio.Semaphore(options.concurrency)
+        # Targets admitted at once: more than the handshake slots, so that targets waiting
+        # for a busy address (per_ip) or for a retry hold no slot while others could use it.
+        admitted = asyncio.Semaphore(options.concurrency * _ADMITTED)
         ticker = asyncio.create_task(self._ticker())
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -322,11 +330,11 @@ class _Engine:
                                     resolution.error)  # fmt: skip
                     await self._finish(_Result(row, ()))
                     continue
-                await slots.acquire()
+                await admitted.acquire()
                 task = asyncio.create_task(self._target(target, resolution.addresses))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-                task.add_done_callback(lambda _: slots.release())
+                task.add_done_callback(lambda _: admitted.release())
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
@@ -413,7 +421,7 @@ class _Engine:
         observed_at = self.clock()
         options = self.options
         try:
-            async with self.per_ip.hold(ip):
+            async with self.per_ip.hold(ip), self.slots:  # the address first, then a slot
                 await self.rate.wait()
                 observed_at = self.clock()  # the handshake starts now, after any wait
                 self.handshakes += 1
