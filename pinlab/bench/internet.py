@@ -2,8 +2,8 @@
 
 The simulated internet (:mod:`pinlab.testbed.internet`) plants a known mix of outcomes,
 latencies and timeouts, so the time a campaign *must* take is known before it starts:
-:func:`wait_bound` adds up what every target holds (a DNS slot, then a handshake slot, and
-a per-IP slot) and divides by the slots there are. pinlab's campaign runs through
+:func:`wait_bound` plays out the ideal schedule of every target (a DNS slot, then a
+handshake slot and a slot of its address per try) with no CPU cost. pinlab's campaign runs through
 ``pinlab collect`` (a child process: its peak memory is its own) and the same campaign
 through a bare asyncio loop (:mod:`pinlab.bench.bareloop`: the same resolver, timeouts,
 retries and per-IP limit; no store, no parsing, DNS inside the handshake slot as a naive
@@ -15,6 +15,7 @@ time grows linearly once its slots are full.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from pinlab.bench.farm import farm_hosts
+from pinlab.bench.schedule import Job, makespan
 from pinlab.collect import CollectOptions
 from pinlab.testbed.internet import (
     EXPECTED_STATUS,
@@ -104,55 +106,65 @@ def campaign_options(resolver: str, *, quick: bool = False) -> CollectOptions:
     )
 
 
-def _slot_seconds(
+def _tries(
     outcome: str, rtt: float, options: CollectOptions, scenario: Scenario
-) -> tuple[float, float]:
-    """Seconds one target of ``outcome`` takes from start to row (0: it never takes a
-    handshake slot), and how many of them are backoff between tries (holding no slot)."""
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Seconds each try of a target of ``outcome`` holds its slots, and the backoffs
+    between tries (no tries: it never takes a handshake slot)."""
+    retried = tuple(options.backoff * 2.0**k for k in range(options.retries))  # mean jitter 1
     tries = options.retries + 1
-    backoff = sum(options.backoff * 2.0**k for k in range(options.retries))  # jitter averages 1
     connect = float(options.connect_timeout or options.timeout)
     handshake = float(options.handshake_timeout or options.timeout)
     if outcome == "ok":
-        return 2 * rtt, 0.0
+        return (2 * rtt,), ()
     if outcome == "drip":
         chunks = -(-FLIGHT_BYTES // scenario.drip_bytes)
-        return 2 * rtt + (chunks - 1) * scenario.drip_interval_ms / 1000, 0.0
+        return (2 * rtt + (chunks - 1) * scenario.drip_interval_ms / 1000,), ()
     if outcome == "blackhole":
-        return tries * connect + backoff, backoff
+        return (connect,) * tries, retried
     if outcome == "stall":
-        return tries * handshake + backoff, backoff
+        return (handshake,) * tries, retried
     if outcome == "reset":
-        return tries * 1.5 * rtt + backoff, backoff
-    return 0.0, 0.0  # refused at loopback speed; DNS failures take no handshake slot
+        return (1.5 * rtt,) * tries, retried
+    if outcome == "refused":
+        return (0.0,), ()  # loopback speed
+    return (), ()  # DNS failures take no handshake slot
 
 
 def wait_bound(plan: Plan, options: CollectOptions, scenario: Scenario) -> dict[str, float]:
     """The time waiting alone forces on a campaign over ``plan`` with ``options``.
 
-    The largest of: handshake-slot seconds over ``concurrency``, DNS seconds over
-    ``dns_concurrency``, the busiest address's seconds (backoff excluded: a target waiting
-    to retry leaves its address's slot) over ``per_ip``, and the longest
-    single target (its lookup then its slot). CPU is free in this bound.
+    ``bound`` is the ideal schedule's makespan (:func:`pinlab.bench.schedule.makespan`):
+    lookups in file order on ``dns_concurrency`` slots, then every try on a handshake slot
+    and a slot of its address, retries after their backoff. The simpler terms it can never
+    beat are reported beside it: handshake-slot seconds over ``concurrency``, DNS seconds
+    over ``dns_concurrency``, the busiest address's seconds over ``per_ip``, the longest
+    single target. CPU is free in this bound.
     """
     slots, dns, longest = 0.0, 0.0, 0.0
     per_ip: defaultdict[str, float] = defaultdict(float)
+    lookups = [0.0] * min(options.dns_concurrency, len(plan.names))  # when each DNS slot frees
+    jobs = []
     for planned in plan.names:
         lookup = options.dns_timeout if planned.outcome == "dns_timeout" else planned.dns_delay
+        done = heapq.heappop(lookups) + lookup
+        heapq.heappush(lookups, done)
         rtt = plan.by_ip[planned.ip].rtt if planned.ip else 0.0
-        held, backoff = _slot_seconds(planned.outcome, rtt, options, scenario)
-        slots += held - backoff  # a target waiting to retry holds no slot
+        tries, backoffs = _tries(planned.outcome, rtt, options, scenario)
+        slots += sum(tries)
         dns += lookup
-        if planned.ip:
-            per_ip[planned.ip] += held - backoff
-        longest = max(longest, lookup + held)
+        if planned.ip and tries:
+            per_ip[planned.ip] += sum(tries)
+            jobs.append(Job(done, planned.ip, tries, backoffs))
+        longest = max(longest, lookup + sum(tries) + sum(backoffs))
     parts = {
         "slots": slots / options.concurrency,
         "dns": dns / options.dns_concurrency,
         "per_ip": max(per_ip.values(), default=0.0) / options.per_ip,
         "longest": longest,
     }
-    return {**parts, "bound": max(parts.values())}
+    schedule = makespan(jobs, concurrency=options.concurrency, per_ip=options.per_ip)
+    return {**parts, "bound": max(schedule, *parts.values())}
 
 
 def _run_child(command: list[str], *, timeout: float) -> tuple[float, int, str]:
