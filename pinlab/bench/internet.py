@@ -167,8 +167,8 @@ def wait_bound(plan: Plan, options: CollectOptions, scenario: Scenario) -> dict[
     return {**parts, "bound": max(schedule, *parts.values())}
 
 
-def _run_child(command: list[str], *, timeout: float) -> tuple[float, int, str]:
-    """Run ``command``; its wall seconds, peak RSS (kB) and stdout."""
+def _run_child(command: list[str], *, timeout: float) -> tuple[float, int, float, str]:
+    """Run ``command``; its wall seconds, peak RSS (kB), CPU seconds and stdout."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
@@ -187,7 +187,7 @@ def _run_child(command: list[str], *, timeout: float) -> tuple[float, int, str]:
         text = out.read()
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited {process.returncode}: {text[-2000:]}")
-    return elapsed, int(usage.ru_maxrss), text
+    return elapsed, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime, text
 
 
 def _option_args(options: CollectOptions) -> list[str]:
@@ -228,7 +228,7 @@ def run_internet_benchmark(
             anchors = str(directory / "root.pem")
             command = [pinlab, "collect", str(target_file), "--db", str(db),
                        "--ca-file", anchors, *_option_args(options)]  # fmt: skip
-            wall, rss, _ = _run_child(command, timeout=bound["bound"] * 10 + 120)
+            wall, rss, cpu, _ = _run_child(command, timeout=bound["bound"] * 10 + 120)
             with Store.open(db, read_only=True) as store:
                 scans = store.scans_df()
                 got = Counter(
@@ -240,14 +240,16 @@ def run_internet_benchmark(
                 )
             scan = scans.iloc[0]
             elapsed = (scan["finished_at"] - scan["started_at"]).total_seconds()
-            rows.append(_row("pinlab collect", targets, elapsed, wall, rss, bound, got, expected))
+            rows.append(
+                _row("pinlab collect", targets, elapsed, (wall, cpu), rss, bound, got, expected)
+            )
             say("bare asyncio loop")
             bare = [sys.executable, "-m", "pinlab.bench.bareloop", str(target_file),
                     json.dumps(_bare_options(options))]  # fmt: skip
-            wall, rss, text = _run_child(bare, timeout=bound["bound"] * 10 + 120)
+            wall, rss, cpu, text = _run_child(bare, timeout=bound["bound"] * 10 + 120)
             result = json.loads(text)
             rows.append(
-                _row("bare asyncio loop", targets, result["elapsed"], wall, rss, bound,
+                _row("bare asyncio loop", targets, result["elapsed"], (wall, cpu), rss, bound,
                      Counter(result["statuses"]), expected)
             )  # fmt: skip
     frame = pd.DataFrame(rows)
@@ -271,7 +273,7 @@ def _row(
     name: str,
     targets: int,
     elapsed: float,
-    wall: float,
+    wall_cpu: tuple[float, float],
     rss_kb: int,
     bound: dict[str, float],
     got: Counter[str],
@@ -281,7 +283,9 @@ def _row(
         "campaign": name,
         "targets": targets,
         "seconds": round(elapsed, 2),
-        "wall_seconds": round(wall, 2),
+        "wall_seconds": round(wall_cpu[0], 2),
+        "cpu_seconds": round(wall_cpu[1], 2),
+        "bound_terms": json.dumps({k: round(v, 2) for k, v in bound.items()}),
         "bound_seconds": round(bound["bound"], 2),
         "x_bound": round(elapsed / bound["bound"], 3),
         "targets_per_s": round(targets / elapsed, 1),

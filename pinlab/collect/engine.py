@@ -340,6 +340,7 @@ class _Engine:
         finally:
             feeder.cancel()
             self.resolver.close()
+        # The target list's own error (a TargetError of a strict parse), raised as before.
         skipped = 0 if feeder.cancelled() or not feeder.done() else feeder.result()
         ticker.cancel()
         await self._hand_over()
@@ -352,6 +353,17 @@ class _Engine:
         ready: asyncio.Queue[_Ready | None],
     ) -> int:
         """The resolver stage: every target not skipped goes to ``ready``, with its addresses."""
+        try:
+            return await self._feed_all(targets, skip, ready)
+        finally:  # the handshake stage stops at this, whatever happened here
+            await ready.put(None)
+
+    async def _feed_all(
+        self,
+        targets: Iterable[Target],
+        skip: set[tuple[object, ...]],
+        ready: asyncio.Queue[_Ready | None],
+    ) -> int:
         assert self.resolver is not None
         lookups: set[asyncio.Task[None]] = set()
         budget = asyncio.Semaphore(self.options.dns_concurrency)
@@ -373,7 +385,6 @@ class _Engine:
             task.add_done_callback(lambda _: budget.release())
         if lookups:
             await asyncio.gather(*lookups)
-        await ready.put(None)
         return skipped
 
     async def _lookup(self, target: Target, ready: asyncio.Queue[_Ready | None]) -> None:

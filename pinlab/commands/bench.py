@@ -292,7 +292,8 @@ def internet(
         frame = run_internet_benchmark(
             targets=count, quick=quick, scenario_path=scenario or DEFAULT_SCENARIO, progress=say
         )
-        shown = ["campaign", "targets", "seconds", "bound_seconds", "x_bound", "x_bare",
+        shown = ["campaign", "targets", "seconds", "cpu_seconds", "bound_seconds", "x_bound",
+                 "x_bare",
                  "peak_rss_mb", "projected_1m_hours", "statuses_as_planted"]  # fmt: skip
         console.print(_frame_table(frame[shown], "pinlab bench internet"))
         ours, bare = frame.iloc[0], frame.iloc[1]

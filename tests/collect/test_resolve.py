@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from pinlab.collect import Target, collect
 from pinlab.collect.resolve import Resolution, Resolver, parse_resolver
 from pinlab.errors import TargetError
+from pinlab.store import Scan, Store
 from pinlab.testbed.dns import Answer, LoopbackDns, NameBehaviour
 
 NAMES = {
@@ -83,3 +89,20 @@ def test_resolver_forms() -> None:
     assert parse_resolver("[::1]:53") == ("::1", 53)
     assert parse_resolver("9.9.9.9") == ("9.9.9.9", 53)
     assert parse_resolver("resolv.conf") == "resolv.conf"
+
+
+def test_an_error_of_the_target_list_stops_the_campaign(tmp_path: Path) -> None:
+    """The resolver stage runs the target iterator: its error still reaches the caller."""
+    with socket.socket() as probe:  # a port nothing listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def targets() -> Iterator[Target]:
+        yield Target("a.test", port, "a.test", "127.0.0.1")
+        raise TargetError("targets.txt line 2: bad")
+
+    scan = Scan("s", "scan", None, None, "{}", datetime.now(UTC), None, "test")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        store.add_scan(scan)
+        with pytest.raises(TargetError, match="line 2"):
+            collect(targets(), store, scan, clock=lambda: datetime.now(UTC))
