@@ -5,8 +5,10 @@ The asyncio twin of :func:`pinlab.collect.tls.handshake`: same result
 same failures
 (:class:`~pinlab.collect.tls.HandshakeError` with the same statuses). OpenSSL never touches the
 socket: it writes records into a memory BIO that we flush to the stream, and we feed it
-what arrives, so thousands of handshakes share one thread. One ``timeout`` covers connect
-and handshake. Nothing is judged here: verification is off (``VERIFY_NONE``).
+what arrives, so thousands of handshakes share one thread. ``timeout`` covers connect and
+handshake together; ``connect_timeout`` and ``handshake_timeout``, when given, bound each
+phase too (a black hole that drops SYNs is given up on after the connect budget, not the
+whole one). Nothing is judged here: verification is off (``VERIFY_NONE``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ async def handshake_async(
     sni: str | None,
     timeout: float = 10.0,
     context: SSL.Context | None = None,
+    connect_timeout: float | None = None,
+    handshake_timeout: float | None = None,
 ) -> Handshake:
     """Connect to ``ip:port``, send ``sni`` (ASCII/IDNA), return the presented chain.
 
@@ -43,14 +47,16 @@ async def handshake_async(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(ip, port)
+            async with asyncio.timeout(connect_timeout):
+                reader, writer = await asyncio.open_connection(ip, port)
             connected = time.perf_counter()
             phase = "handshake"
             connection = SSL.Connection(context, None)
             if sni:
                 connection.set_tlsext_host_name(sni.encode("ascii"))
             connection.set_connect_state()
-            await _drive(connection, reader, writer)
+            async with asyncio.timeout(handshake_timeout):
+                await _drive(connection, reader, writer)
             finished = time.perf_counter()
             peer = connection.get_peer_cert_chain()
             version = connection.get_protocol_version_name()

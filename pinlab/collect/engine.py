@@ -26,12 +26,24 @@ validation, all GIL-bound) asyncio was as fast or faster in every paired run. Pe
 also cost a suspended coroutine, not a parked thread. Kept: asyncio. Its limit is one core
 per loop; sharding targets over several loops/processes is the way past it.
 
+Two stages joined by a bounded queue: a resolver stage (:mod:`pinlab.collect.resolve`,
+``dns_concurrency`` lookups in flight, its own ``dns_timeout``) runs ahead and feeds
+resolved targets to the handshake stage, so a slow name server never idles a handshake
+slot; targets that fixed an address (``ip,sni`` lines, IP literals) skip DNS, and a name
+that does not resolve becomes its row (``nxdomain``, ``servfail``, ``dns_timeout``,
+``dns_error``) without taking a slot.
+
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
-connections per resolved address, an optional global rate (handshake starts per second),
-one ``timeout`` covering connect and handshake (DNS has its own, equal, timeout).
+connections per resolved address (a target takes its address's slot first, then a
+handshake slot, so targets queued behind a silent address with many names idle no
+handshake slot; up to 4 x ``concurrency`` targets are admitted at once), an optional
+global rate (handshake starts per second),
+``timeout`` covering connect and handshake, optionally ``connect_timeout`` and
+``handshake_timeout`` for each phase.
 Retries with exponential backoff for ``timeout`` and ``reset`` only: packet loss, SYN
 backlog overflows and load-shedding resets pass; a refusal (RST to our SYN), a DNS answer,
-an alert or a protocol error are the server's answer and are recorded at once.
+an alert or a protocol error are the server's answer and are recorded at once. A retry
+goes to the name's next address, if it has several.
 
 Memory stays bounded: targets stream from the parser into at most ``concurrency`` tasks;
 finished observations go through a bounded queue to one writer thread that commits them in
@@ -48,9 +60,9 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import json
 import queue
 import random
-import socket
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -62,6 +74,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pinlab.certs import Certificate
 from pinlab.collect.aiotls import handshake_async
+from pinlab.collect.resolve import SYSTEM, Resolution, Resolver, parse_resolver
 from pinlab.collect.targets import Target
 from pinlab.collect.tls import HandshakeError, client_context
 from pinlab.collect.validation import Validator
@@ -77,6 +90,8 @@ __all__ = ["TRANSIENT_STATUSES", "CollectOptions", "CollectSummary", "collect"]
 
 TRANSIENT_STATUSES = frozenset({Status.TIMEOUT, Status.RESET})
 _HANDOVER = 64
+_ADMITTED = 4
+"""Targets admitted per handshake slot (waiting for their address, or to retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,18 @@ class CollectOptions:
     rate: float | None = None
     """Handshake starts per second over the whole campaign (retries included); None: no cap."""
     timeout: float = 10.0
+    """Seconds for connect and handshake together."""
+    connect_timeout: float | None = None
+    """Seconds for the TCP connect alone (None: only ``timeout`` bounds it)."""
+    handshake_timeout: float | None = None
+    """Seconds for the TLS handshake alone (None: only ``timeout`` bounds it)."""
+    dns_concurrency: int = 500
+    """DNS lookups in flight (the resolver stage's budget, apart from handshake slots)."""
+    dns_timeout: float = 5.0
+    """Seconds for one name's A and AAAA lookups."""
+    resolver: str = SYSTEM
+    """``system`` (getaddrinfo), ``resolv.conf`` or ``HOST[:PORT]``: see
+    :mod:`pinlab.collect.resolve`."""
     retries: int = 1
     backoff: float = 0.5
     """First retry waits about this long (x0.5-1.5 jitter), doubling each time."""
@@ -106,6 +133,12 @@ class CollectOptions:
             raise ValueError("snapshot_every must be positive (or None for no snapshots)")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be positive (or None for no limit)")
+        for phase in (self.connect_timeout, self.handshake_timeout):
+            if phase is not None and not phase > 0:
+                raise ValueError("connect and handshake timeouts must be positive (or None)")
+        if self.dns_concurrency < 1 or not self.dns_timeout > 0:
+            raise ValueError("dns_concurrency and dns_timeout must be positive")
+        parse_resolver(self.resolver)  # a TargetError names what is wrong
 
 
 @dataclass(slots=True)
@@ -120,6 +153,8 @@ class CollectSummary:
     """Handshake attempts, retries included."""
     elapsed: float = 0.0
     distinct_certificates: int = 0
+    dns_lookups: int = 0
+    """Names sent to the resolver (cache misses)."""
 
     @property
     def observations(self) -> int:
@@ -132,10 +167,21 @@ class CollectSummary:
         return self.observations / self.elapsed if self.elapsed > 0 else 0.0
 
 
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Result:
     observation: Observation
     certificates: tuple[CertificateRow, ...]
+
+
+_Ready = tuple[Target, datetime, Resolution]
+"""A target, when its lookup started, and what the lookup gave."""
 
 
 class _RateLimiter:
@@ -273,41 +319,118 @@ class _Engine:
         self.validator = Validator(trust_store, cache_size=options.validation_cache)
         self.handshakes = 0
         self.results: list[_Result] = []
+        self.resolver: Resolver | None = None
+        self.slots = asyncio.Semaphore(options.concurrency)
+
+    def _stopped(self) -> bool:
+        return self.writer.error is not None or not self.writer.is_alive()
 
     async def run(self, targets: Iterable[Target], skip: set[tuple[object, ...]]) -> int:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(min(64, self.options.concurrency)))
-        slots = asyncio.Semaphore(self.options.concurrency)
+        options = self.options
+        self.resolver = Resolver(
+            parse_resolver(options.resolver),
+            concurrency=options.dns_concurrency,
+            timeout=options.dns_timeout,
+        )
+        # Resolved targets wait here for a handshake slot: the resolver runs ahead of the
+        # handshakes by at most this many names (memory stays bounded).
+        ready: asyncio.Queue[_Ready | None] = asyncio.Queue(maxsize=options.concurrency)
+        feeder = asyncio.create_task(self._feed(targets, skip, ready))
+        # Targets admitted at once: more than the handshake slots, so that targets waiting
+        # for a busy address (per_ip) or for a retry hold no slot while others could use it.
+        admitted = asyncio.Semaphore(options.concurrency * _ADMITTED)
         ticker = asyncio.create_task(self._ticker())
         tasks: set[asyncio.Task[None]] = set()
+        try:
+            while (item := await ready.get()) is not None and not self._stopped():
+                target, observed_at, resolution = item
+                if resolution.status is not None:  # no address: a row, and no slot taken
+                    row = self._row(target, observed_at, 1, None, resolution.status,
+                                    resolution.error)  # fmt: skip
+                    await self._finish(_Result(row, ()))
+                    continue
+                await admitted.acquire()
+                task = asyncio.create_task(self._target(target, resolution.addresses))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _: admitted.release())
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            feeder.cancel()
+            self.resolver.close()
+        # The target list's own error (a TargetError of a strict parse), raised as before.
+        skipped = 0 if feeder.cancelled() or not feeder.done() else feeder.result()
+        ticker.cancel()
+        await self._hand_over()
+        return skipped
+
+    async def _feed(
+        self,
+        targets: Iterable[Target],
+        skip: set[tuple[object, ...]],
+        ready: asyncio.Queue[_Ready | None],
+    ) -> int:
+        """The resolver stage: every target not skipped goes to ``ready``, with its addresses."""
+        try:
+            return await self._feed_all(targets, skip, ready)
+        finally:  # the handshake stage stops at this, whatever happened here
+            await ready.put(None)
+
+    async def _feed_all(
+        self,
+        targets: Iterable[Target],
+        skip: set[tuple[object, ...]],
+        ready: asyncio.Queue[_Ready | None],
+    ) -> int:
+        assert self.resolver is not None
+        lookups: set[asyncio.Task[None]] = set()
+        budget = asyncio.Semaphore(self.options.dns_concurrency)
         skipped = 0
         for target in targets:
             if target.key in skip:
                 skipped += 1
                 continue
-            if self.writer.error is not None or not self.writer.is_alive():
+            if self._stopped():
                 break
-            await slots.acquire()
-            task = asyncio.create_task(self._target(target))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            task.add_done_callback(lambda _: slots.release())
-        if tasks:
-            await asyncio.gather(*tasks)
-        ticker.cancel()
-        await self._hand_over()
+            fixed = target.ip if target.ip is not None else _address(target.host)
+            if fixed is not None:
+                await ready.put((target, self.clock(), Resolution((fixed,))))
+                continue
+            await budget.acquire()
+            task = asyncio.create_task(self._lookup(target, ready))
+            lookups.add(task)
+            task.add_done_callback(lookups.discard)
+            task.add_done_callback(lambda _: budget.release())
+        if lookups:
+            await asyncio.gather(*lookups)
         return skipped
 
-    async def _target(self, target: Target) -> None:
+    async def _lookup(self, target: Target, ready: asyncio.Queue[_Ready | None]) -> None:
+        assert self.resolver is not None
+        observed_at = self.clock()
+        resolution = await self.resolver.resolve(target.host)
+        await ready.put((target, observed_at, resolution))
+
+    async def _target(self, target: Target, addresses: tuple[str, ...]) -> None:
+        # Several addresses are recorded with every try (source_extra); one alone is the
+        # ip column's.
+        extra = json.dumps({"addresses": list(addresses)}) if len(addresses) > 1 else None
         attempt = 0
         while True:
             attempt += 1
-            result = await self._attempt(target, attempt)
+            ip = addresses[(attempt - 1) % len(addresses)]
+            result = await self._attempt(target, attempt, ip, extra)
             status = result.observation.status
             if status not in TRANSIENT_STATUSES or attempt > self.options.retries:
                 break
             delay = self.options.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             await asyncio.sleep(delay)
+        await self._finish(result)
+
+    async def _finish(self, result: _Result) -> None:
         self.results.append(result)
         if len(self.results) >= _HANDOVER:
             await self._hand_over()
@@ -326,46 +449,28 @@ class _Engine:
             await asyncio.sleep(self.options.flush_seconds / 2)
             await self._hand_over()
 
-    async def _attempt(self, target: Target, attempt: int) -> _Result:
-        ip: str | None = None
+    async def _attempt(self, target: Target, attempt: int, ip: str, extra: str | None) -> _Result:
         observed_at = self.clock()
+        options = self.options
         try:
-            ip = await self._resolve(target)
-            async with self.per_ip.hold(ip):
+            async with self.per_ip.hold(ip), self.slots:  # the address first, then a slot
                 await self.rate.wait()
                 observed_at = self.clock()  # the handshake starts now, after any wait
                 self.handshakes += 1
                 shake = await handshake_async(
-                    ip, target.port, sni=target.sni, timeout=self.options.timeout,
-                    context=self.context,
+                    ip, target.port, sni=target.sni, timeout=options.timeout,
+                    context=self.context, connect_timeout=options.connect_timeout,
+                    handshake_timeout=options.handshake_timeout,
                 )  # fmt: skip
         except HandshakeError as failure:
             row = self._row(target, observed_at, attempt, failure.peer_ip or ip,
-                            failure.status, failure.message)  # fmt: skip
+                            failure.status, failure.message, extra=extra)  # fmt: skip
             return _Result(row, ())
         timings = (shake.connect_seconds, shake.handshake_seconds)
         return self._success(
-            target, observed_at, attempt, ip, shake.chain, shake.tls_version, shake.cipher, timings
-        )
-
-    async def _resolve(self, target: Target) -> str:
-        if target.ip is not None:
-            return target.ip
-        with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_address(target.host))
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.options.timeout):
-                infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise HandshakeError(Status.DNS_ERROR, f"resolving {target.host} timed out") from None
-        except (OSError, UnicodeError) as error:
-            raise HandshakeError(
-                Status.DNS_ERROR, f"cannot resolve {target.host}: {error}"
-            ) from None
-        if not infos:
-            raise HandshakeError(Status.DNS_ERROR, f"{target.host} has no address")
-        return str(infos[0][4][0])
+            target, observed_at, attempt, ip, shake.chain, shake.tls_version, shake.cipher,
+            timings, extra,
+        )  # fmt: skip
 
     def _success(
         self,
@@ -377,6 +482,7 @@ class _Engine:
         version: str,
         cipher: str,
         timings: tuple[float, float] | None,
+        extra: str | None = None,
     ) -> _Result:
         digests, rows, parsed = [], [], []
         error: str | None = None
@@ -412,7 +518,7 @@ class _Engine:
             self._row(
                 target, observed_at, attempt, ip, status, error, chain=tuple(digests),
                 version=version, cipher=cipher, timings=timings,
-                validation=validation, validation_error=validation_error,
+                validation=validation, validation_error=validation_error, extra=extra,
             ),
             tuple(rows),
         )  # fmt: skip
@@ -432,6 +538,7 @@ class _Engine:
         timings: tuple[float, float] | None = None,
         validation: str | None = None,
         validation_error: str | None = None,
+        extra: str | None = None,
     ) -> Observation:
         return Observation(
             scan_id=self.scan.scan_id,
@@ -451,6 +558,7 @@ class _Engine:
             connect_ms=round(timings[0] * 1000, 3) if timings else None,
             handshake_ms=round(timings[1] * 1000, 3) if timings else None,
             attempts=attempt,
+            source_extra=extra,
         )
 
 
@@ -490,6 +598,7 @@ def collect(
         writer.queue.put(None)
         writer.join()
     summary.handshakes = engine.handshakes
+    summary.dns_lookups = engine.resolver.lookups if engine.resolver is not None else 0
     return _conclude(summary, store, writer, clock, started)
 
 

@@ -44,6 +44,7 @@ def print_summary(
     table.add_row("bad target lines", str(bad_lines))
     table.add_row("distinct certificates", str(summary.distinct_certificates))
     table.add_row("handshake attempts", str(summary.handshakes))
+    table.add_row("DNS lookups", str(summary.dns_lookups))
     table.add_row("elapsed (s)", f"{summary.elapsed:.1f}")
     table.add_row("targets/s", f"{summary.per_second:.0f}")
     console.print(table)
@@ -56,6 +57,11 @@ def scan_parameters(options: CollectOptions, *, no_sni: bool, anchors: str) -> d
         "per_ip": options.per_ip,
         "rate": options.rate,
         "timeout": options.timeout,
+        "connect_timeout": options.connect_timeout,
+        "handshake_timeout": options.handshake_timeout,
+        "dns_concurrency": options.dns_concurrency,
+        "dns_timeout": options.dns_timeout,
+        "resolver": options.resolver,
         "retries": options.retries,
         "sni": not no_sni,
         "trust_store": anchors,

@@ -271,6 +271,54 @@ def cli(quick: Annotated[bool, QUICK] = False, out: Annotated[Path | None, OUT] 
             console.print(f"wrote {written}", markup=False, highlight=False)
 
 
+def internet(
+    targets: Annotated[
+        int | None,
+        typer.Option(min=10, help="Names in the campaign (default 20,000; 300 with --quick)."),
+    ] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario TOML (default data/internet/default.toml).")
+    ] = None,
+    quick: Annotated[bool, QUICK] = False,
+    out: Annotated[Path | None, OUT] = None,
+) -> None:
+    """A campaign against a simulated internet on loopback, beside its bound (bench.internet)."""
+    from pinlab.bench.internet import DEFAULT_SCENARIO, run_internet_benchmark
+    from pinlab.bench.machine import describe_machine
+    from pinlab.bench.output import check_suffix, write_results
+    from pinlab.bench.pins import BenchReport
+
+    with usage_errors():
+        if out is not None:
+            check_suffix(out)
+        count = targets if targets is not None else (300 if quick else 20_000)
+
+        def say(text: str) -> None:
+            err_console.print(f"bench internet: {text}", markup=False, highlight=False)
+
+        frame = run_internet_benchmark(
+            targets=count, quick=quick, scenario_path=scenario or DEFAULT_SCENARIO, progress=say
+        )
+        shown = ["campaign", "targets", "seconds", "cpu_seconds", "bound_seconds", "x_bound",
+                 "x_bare",
+                 "peak_rss_mb", "projected_1m_hours", "statuses_as_planted"]  # fmt: skip
+        console.print(_frame_table(frame[shown], "pinlab bench internet"))
+        ours, bare = frame.iloc[0], frame.iloc[1]
+        console.print(
+            f"pinlab: {ours['seconds']:.1f} s = {ours['x_bound']:.2f}x the scenario's bound "
+            f"({ours['bound_seconds']:.1f} s; goal 1.25x: "
+            f"{'met' if ours['x_bound'] <= 1.25 else 'NOT met'}), {ours['x_bare']:.2f}x the "
+            f"bare loop ({bare['seconds']:.1f} s; goal <= 1: "
+            f"{'met' if ours['x_bare'] <= 1 else 'NOT met'}); peak {ours['peak_rss_mb']:.0f} MB; "
+            f"1M names at these settings: {ours['projected_1m_hours']:.1f} h",
+            markup=False,
+            highlight=False,
+        )
+        if out is not None:
+            written = write_results(BenchReport(frame, describe_machine()), out)
+            console.print(f"wrote {written}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group to the ``pinlab`` command."""
     group = typer.Typer(
@@ -284,4 +332,5 @@ def register(app: typer.Typer) -> None:
     group.command("ct")(ct)
     group.command("history")(history)
     group.command("cli")(cli)
+    group.command("internet")(internet)
     app.add_typer(group)

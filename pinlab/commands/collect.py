@@ -89,6 +89,28 @@ def collect_command(
     timeout: Annotated[
         float, typer.Option(help="Seconds for connect + handshake.", callback=valid_seconds)
     ] = 10.0,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for the TCP connect alone.", callback=valid_seconds),
+    ] = None,
+    handshake_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for the TLS handshake alone.", callback=valid_seconds),
+    ] = None,
+    dns_concurrency: Annotated[
+        int, typer.Option(help="DNS lookups in flight.", callback=count_in(1, 100_000))
+    ] = 500,
+    dns_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds for one name's A + AAAA lookups.", callback=valid_seconds),
+    ] = 5.0,
+    resolver: Annotated[
+        str,
+        typer.Option(
+            help="'system' (getaddrinfo: /etc/hosts, then resolv.conf), 'resolv.conf' or "
+            "HOST[:PORT]: dnspython's async resolver to those servers."
+        ),
+    ] = "system",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Default port.")] = 443,
     label: Annotated[str | None, typer.Option(help="Free text stored with the scan.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the unfinished scan of TARGETS.")] = False,
@@ -135,7 +157,9 @@ def collect_command(
         anchors = trust_store(ca_file)
         options = CollectOptions(
             concurrency=concurrency, per_ip=per_ip, rate=rate, timeout=timeout, retries=retries,
-            snapshot_every=snapshot_every,
+            snapshot_every=snapshot_every, connect_timeout=connect_timeout,
+            handshake_timeout=handshake_timeout, dns_concurrency=dns_concurrency,
+            dns_timeout=dns_timeout, resolver=resolver,
         )  # fmt: skip
         if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
             if processes != 1:

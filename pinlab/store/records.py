@@ -21,6 +21,13 @@ class Status(enum.StrEnum):
 
     OK = "ok"
     DNS_ERROR = "dns_error"
+    """No address for another reason (no A/AAAA records, a malformed answer, EAI_AGAIN)."""
+    NXDOMAIN = "nxdomain"
+    """The name does not exist (an authoritative NXDOMAIN)."""
+    SERVFAIL = "servfail"
+    """Every name server asked answered SERVFAIL (or refused)."""
+    DNS_TIMEOUT = "dns_timeout"
+    """No DNS answer within ``--dns-timeout``."""
     REFUSED = "refused"
     TIMEOUT = "timeout"
     RESET = "reset"
@@ -112,7 +119,9 @@ class Observation:
     handshake_ms: float | None
     attempts: int
     source_extra: str | None = None
-    """JSON of extra manifest columns (``import-pem``), null for scans."""
+    """JSON of what a source knows beyond the columns: extra manifest columns
+    (``import-pem``), the log and entry (CT), every address a scanned name resolved to
+    (``{"addresses": [...]}``, ``collect`` with DNS); null when there is nothing more."""
 
     @property
     def key(self) -> tuple[str, int, str | None, str | None]:
