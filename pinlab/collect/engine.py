@@ -376,8 +376,13 @@ class _Engine:
         """The resolver stage: every target not skipped goes to ``ready``, with its addresses."""
         try:
             return await self._feed_all(targets, skip, ready)
-        finally:  # the handshake stage stops at this, whatever happened here
-            await ready.put(None)
+        finally:
+            # The handshake stage stops at this, whatever happened here. When this task is
+            # cancelled (Ctrl-C, or the handshake stage ended), no one reads ``ready`` any
+            # more: a put into a full queue would never return and stall the shutdown.
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():
+                await ready.put(None)
 
     async def _feed_all(
         self,
