@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom  # type: ignore[import-untyped]
 
+from pinlab.analysis import overhead_resolution
 from pinlab.findings import Finding, share_finding
 
 if TYPE_CHECKING:
@@ -244,8 +245,7 @@ def bench_findings(rows: pd.DataFrame, machine: dict[str, Any], source: str) -> 
         ))  # fmt: skip
     added = rows.dropna(subset=["overhead_pct_of_handshake"])
     if not added.empty:
-        spread = 100 * added["iqr_ns"] / added["median_ns"]
-        resolved = added[added["overhead_pct_of_handshake"] > spread.fillna(0).clip(lower=0)]
+        resolved = added[overhead_resolution(added)[1]]
         findings.append(Finding(
             "Rows whose cost added to a handshake stands above the runs' spread",
             float(len(resolved)), "count", f"{len(added)} rows with a handshake", data,

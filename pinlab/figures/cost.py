@@ -133,8 +133,9 @@ def _resolved(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     come out negative or smaller than the runs' interquartile range. Such a row is "not
     resolved at this load" and is listed, never drawn as a cost (nor dropped silently by a
     log scale)."""
-    spread = 100 * rows["iqr_ns"] / rows["median_ns"]
-    resolved = rows["overhead_pct_of_handshake"] > spread.where(spread.notna(), 0).clip(lower=0)
+    from pinlab.analysis import overhead_resolution
+
+    spread, resolved = overhead_resolution(rows)
     return rows[resolved], rows[~resolved].assign(spread_pct=spread[~resolved])
 
 

@@ -133,3 +133,15 @@ def test_an_unresolved_overhead_is_listed_never_plotted_as_a_cost(bench_file: Pa
     plotted = [x for collection in ax.collections for x, _ in collection.get_offsets()]
     assert plotted
     assert min(plotted) > 0
+
+
+def test_the_cost_table_never_shows_an_unresolved_overhead_as_a_cost(bench_file: Path) -> None:
+    """The table follows the figure's rule, even where a row has no spread to compare with."""
+    rows = analysis.load_bench(bench_file)[0].rows
+    measured = rows["overhead_pct_of_handshake"].notna()
+    assert measured.any()
+    noisy = rows.copy()
+    noisy.loc[measured, "overhead_pct_of_handshake"] = -45.0
+    noisy.loc[measured, "iqr_ns"] = float("nan")
+    added = analysis.cost_table(noisy)["added to a handshake"][measured.to_numpy()]
+    assert all(text.startswith("not resolved at this load (-45 %") for text in added)
