@@ -26,7 +26,7 @@ from pinlab.survival.python_engine import replay
 from pinlab.survival.rules import STRATEGIES, CaCatalog, ObservedChain, organisation
 from pinlab.testbed.pki import CA, KeyType, pooled_key
 
-__all__ = ["LENGTHS", "replay_length_rows", "synthetic_timelines"]
+__all__ = ["LENGTHS", "batch_of", "replay_length_rows", "synthetic_timelines"]
 
 LENGTHS = (12, 365)
 """Observations per host over one year: monthly, then daily."""
@@ -61,7 +61,7 @@ def _id(digest: bytes) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _batch(chains: Sequence[ObservedChain]) -> tuple[Batch, pd.DataFrame]:
+def batch_of(chains: Sequence[ObservedChain]) -> tuple[Batch, pd.DataFrame]:
     """The chains as the DuckDB engine streams them (key ids), and its CA catalog."""
     catalog = CaCatalog.build(chains)
     names = {name: number for number, name in enumerate(sorted(catalog.first_seen), 1)}
@@ -109,7 +109,7 @@ def replay_length_rows(hosts: int) -> list[dict[str, object]]:
         started = time.perf_counter()
         pins["python"][length] = len(replay(chains))
         timings["python"][length] = time.perf_counter() - started
-        batch, catalog = _batch(chains)
+        batch, catalog = batch_of(chains)
         started = time.perf_counter()
         outcomes = replay_batch(batch, catalog, plan)
         timings["duckdb"][length] = time.perf_counter() - started

@@ -8,22 +8,29 @@ its backup up by walking forward too. The tests compare every column of every ro
 ../shared/data (validated against certifi's roots), pinned at every observation and on a
 release calendar, and on seeded random timelines built to hit the edges: observations at
 the same instant, chains that do not validate, chains that come back after others, leaves
-that keep their key, pins that never break.
+that keep their key, pins that never break. The DuckDB engine's numpy replay
+(:mod:`pinlab.survival.masks`) is held to its old walk, one pass per distance from the
+pin, field by field on the same random timelines (its rows against the Python engine's are
+tested in test_duckdb_engine.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from pinlab.bench.replay_length import batch_of
 from pinlab.certs import Certificate
 from pinlab.pins import Semantics
 from pinlab.survival import ObservedChain, replay
+from pinlab.survival.masks import _NO_TIME, PinOutcome, _Replayer
 from pinlab.survival.python_engine import REPLAY_COLUMNS, _Followed, _pin_times, _timelines
 from pinlab.survival.rules import STRATEGIES, CaCatalog, Matcher, next_leaf_keys
 from pinlab.testbed.pki import CA, KeyType, pooled_key
@@ -161,3 +168,63 @@ def test_next_leaf_keys_is_the_forward_walk_of_every_observation(
             later = [c.presented[0].spki_sha256 for c in timeline[index + 1 :]]
             expected.append(next((k for k in later if k != key), None))
         assert next_leaf_keys(timeline) == expected
+
+
+def _reference_outcome(replayer: _Replayer, name: str, semantics: str) -> PinOutcome:
+    """The DuckDB engine's replay before issue 20: one pass per distance from the pin."""
+    pins, taken = replayer.pins(name, semantics)
+    whole_leaf = STRATEGIES[name].recipe.whole_leaf
+    chains = replayer.leaves if whole_leaf else replayer.keys[semantics]
+    present = replayer.chains[semantics].present
+    count, line, at = replayer.count, replayer.line, replayer.at
+    broken_at = np.full(count, _NO_TIME, dtype=np.int64)
+    checks, unchecked = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
+    last_pass, first_fail = np.arange(count), np.arange(count)
+    active, distance = np.flatnonzero(taken), 1
+    while active.size:
+        later = active + distance
+        inside = later < count
+        active, later = active[inside], later[inside]
+        same = line[later] == line[active]
+        active, later = active[same], later[same]
+        after = at[later] > at[active]
+        considered = present[later] & after
+        unchecked[active[~present[later] & after]] += 1
+        accepted = ((pins[:, active] & chains[:, later]) != 0).any(axis=0)
+        checks[active[considered]] += 1
+        passed = considered & accepted
+        last_pass[active[passed]] = later[passed]
+        broke = considered & ~accepted
+        broken_at[active[broke]] = at[later[broke]]
+        first_fail[active[broke]] = later[broke]
+        active, distance = active[~broke], distance + 1
+    index = np.flatnonzero(taken)
+    broken = broken_at[index]
+    end_at = np.where(broken != _NO_TIME, broken, at[last_pass[index]])
+    return PinOutcome(
+        index, broken, end_at, checks[index], last_pass[index], unchecked[index],
+        first_fail[index],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_masks_replay_equals_the_distance_walk_on_random_timelines(
+    pool: list[tuple[tuple[Certificate, ...], tuple[Certificate, ...] | None]], seed: int
+) -> None:
+    """The DuckDB engine's numpy replay, every field of every pin, against its old walk."""
+    chains = list(_random_timelines(random.Random(seed), pool, hosts=30))
+    batch, catalog = batch_of(chains)
+    replayer = _Replayer(batch, catalog)
+    broken = 0
+    for name in STRATEGIES:
+        for semantics in ("verified", "presented"):
+            got, expected = (
+                replayer.replay(name, semantics),
+                _reference_outcome(replayer, name, semantics),
+            )
+            for field in dataclasses.fields(PinOutcome):
+                np.testing.assert_array_equal(
+                    getattr(got, field.name), getattr(expected, field.name), err_msg=field.name
+                )
+            broken += int(expected.broken.sum())
+    assert broken > 0
