@@ -6,7 +6,9 @@ leaves, roll-outs, failures), then the ledger and the summaries are derived from
 :class:`pinlab.history.History`, the store opened read-only as ``pinlab history`` opens it.
 Each phase is timed (wall clock and this process's CPU) with its own peak resident memory
 (Linux resets the high-water mark through ``/proc/self/clear_refs``). Writing the ledger
-to Parquet is timed too, apart from the goal.
+to Parquet is timed too, apart from the goal. Last, the survival replay's cost per host on
+a year of daily observations against 12 monthly ones, for both engines
+(:mod:`pinlab.bench.replay_length`; about 30x when linear in a timeline's length).
 
 Goals at 1,000,000 hosts: ledger and summaries in under 60 s and under 4 GB resident. DuckDB
 gets a ``memory_limit`` (3 GB) below that, and spills to the scratch directory past it.
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from pinlab.bench.history_data import ROUNDS, generate
+from pinlab.bench.replay_length import replay_length_rows
 from pinlab.history import History
 from pinlab.store import Store
 
@@ -36,6 +39,8 @@ QUICK_HOSTS = 20_000
 GOAL_SECONDS = 60.0
 GOAL_RSS_MB = 4096.0
 MEMORY_LIMIT = "3GB"
+FULL_REPLAY_HOSTS = 50
+QUICK_REPLAY_HOSTS = 4
 
 T = TypeVar("T")
 
@@ -100,8 +105,10 @@ def run_history_benchmark(
     Columns: ``phase``, ``hosts``, ``rows`` (observations generated, renewals, hosts...),
     ``seconds``, ``cpu_seconds``, ``peak_rss_mb`` (of the phase where the kernel can reset
     the mark, else of the process so far), ``load_average``; the goal row adds ``goal`` and
-    ``met``. ``quick`` caps ``hosts`` at 20,000 (seconds, for CI). Scratch files go to a
-    temporary directory in ``directory`` (the system's by default), removed at the end.
+    ``met``; the two replay rows (``replay python``, ``replay duckdb``) add ``ratio``, the
+    cost of a 365-observation timeline over a 12-observation one. ``quick`` caps ``hosts``
+    at 20,000 and replays 4 hosts, not 50 (seconds, for CI). Scratch files go to a temporary
+    directory in ``directory`` (the system's by default), removed at the end.
     """
     if quick:
         hosts = min(hosts, QUICK_HOSTS)
@@ -136,7 +143,8 @@ def run_history_benchmark(
                 lambda: built.write_ledger(parquet),
                 int,
             )
-    return pd.DataFrame([*phases.rows[:4], goal, phases.rows[4]])
+    replayed = replay_length_rows(QUICK_REPLAY_HOSTS if quick else FULL_REPLAY_HOSTS)
+    return pd.DataFrame([*phases.rows[:4], goal, phases.rows[4], *replayed])
 
 
 def _goal_row(phases: _Phases) -> dict[str, Any]:

@@ -218,7 +218,11 @@ def history(
     quick: Annotated[bool, QUICK] = False,
     out: Annotated[Path | None, OUT] = None,
 ) -> None:
-    """The renewal ledger at scale: a synthetic store of hosts x 12 observations (bench.history)."""
+    """The renewal ledger at scale: a synthetic store of hosts x 12 observations (bench.history).
+
+    Then the survival replay on 365 against 12 observations a host, both engines: the ratio
+    of their costs (bench.replay_length).
+    """
     from pinlab.bench.history import FULL_HOSTS, QUICK_HOSTS, run_history_benchmark
     from pinlab.bench.machine import describe_machine
     from pinlab.bench.output import check_suffix, write_results
@@ -236,6 +240,8 @@ def history(
             f"{goal['peak_rss_mb']:.0f} MB resident; goals {goal['goal']}: "
             f"{'met' if goal['met'] else 'NOT met'}"
         )
+        for row in frame[frame["ratio"].notna()].itertuples():
+            say(f"{row.phase} (cost per host; linear: x30, quadratic: x900)")
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
             say(f"wrote {written}")

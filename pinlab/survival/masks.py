@@ -9,7 +9,7 @@ any number of keys. ``cert`` compares whole leaves: its "keys" are the leaf cert
 
 The rules are those of :func:`pinlab.survival.replay` and :mod:`pinlab.survival.rules`, held
 equal to them by the tests; this module only changes how they are computed: one pass per
-distance between a pin and a later observation, over every open pin of the batch at once.
+run of equal chains a pin outlives, over every open pin of the batch at once.
 """
 
 from __future__ import annotations
@@ -236,45 +236,70 @@ class _Replayer:
         owners = np.flatnonzero(has_next)
         return _masks(self.count, owners, leaf_bit[following[owners]], self.words)
 
+    @functools.cached_property
+    def _later(self) -> np.ndarray:
+        """Per observation, the first one after it in its timeline at a later time (or the
+        timeline's end): where a pin taken there starts being checked."""
+        new = np.ones(self.count, dtype=bool)
+        new[1:] = (self.line[1:] != self.line[:-1]) | (self.at[1:] != self.at[:-1])
+        moment = np.cumsum(new)
+        later: np.ndarray = np.searchsorted(moment, moment, side="right")
+        return later
+
     def replay(self, name: str, semantics: str) -> PinOutcome:
-        """When each pin of ``name`` under ``semantics`` first broke, and its checks."""
+        """When each pin of ``name`` under ``semantics`` first broke, and its checks.
+
+        The checked observations (chain present) of a timeline fall into runs of equal
+        chain masks, and a pin accepts all of a run or none of it. So each pin steps over
+        runs, not observations, from the run its follow-up starts in to the first run it
+        rejects: ``F(r) = r`` if the pin rejects run ``r``, else ``F(r + 1)``. The checks,
+        unchecked observations and last pass follow from positions among the checked
+        observations. A year of daily observations costs about 30x twelve monthly ones,
+        not 900x (the pins step over as many runs); a host whose chain changes at every
+        observation is the worst case, stepping as far as the old walk did.
+        """
         pins, taken = self.pins(name, semantics)
         chains = self.leaves if strategy(name).recipe.whole_leaf else self.keys[semantics]
-        present = self.chains[semantics].present
-        broken_at = np.full(self.count, _NO_TIME, dtype=np.int64)
-        checks = np.zeros(self.count, dtype=np.int64)
-        unchecked = np.zeros(self.count, dtype=np.int64)
-        last_pass = np.arange(self.count)
-        first_fail = np.arange(self.count)
-        active = np.flatnonzero(taken)
-        distance = 1
-        while active.size:
-            later = active + distance
-            inside = later < self.count
-            active, later = active[inside], later[inside]
-            same = self.line[later] == self.line[active]
-            active, later = active[same], later[same]
-            if not active.size:
-                break
-            after = self.at[later] > self.at[active]
-            considered = present[later] & after
-            unchecked[active[~present[later] & after]] += 1
-            accepted = ((pins[:, active] & chains[:, later]) != 0).any(axis=0)
-            checks[active[considered]] += 1
-            passed = considered & accepted
-            last_pass[active[passed]] = later[passed]
-            broke = considered & ~accepted
-            broken_at[active[broke]] = self.at[later[broke]]
-            first_fail[active[broke]] = later[broke]
-            active = active[~broke]
-            distance += 1
+        checked = np.flatnonzero(self.chains[semantics].present)
+        line = self.line
+        differs = np.ones(len(checked), dtype=bool)
+        differs[1:] = (line[checked[1:]] != line[checked[:-1]]) | (
+            chains[:, checked[1:]] != chains[:, checked[:-1]]
+        ).any(axis=0)
+        run_of = np.cumsum(differs) - 1
+        run_start = np.flatnonzero(differs)  # checked position of each run's first
+        run_line, run_mask = line[checked[run_start]], chains[:, checked[run_start]]
         index = np.flatnonzero(taken)
-        broken = broken_at[index]
-        end_at = np.where(broken != _NO_TIME, broken, self.at[last_pass[index]])
+        start = self._later[index]
+        line_end = np.searchsorted(line, line[index], side="right")
+        first = np.searchsorted(checked, start)  # first checked position of the follow-up
+        checked_end = np.searchsorted(checked, line_end)
+        fail = checked_end.copy()  # checked position of the first rejection; none: the end
+        active = np.flatnonzero(first < checked_end)
+        run = run_of[first[active]]
+        while active.size:
+            inside = run < len(run_start)
+            inside[inside] = run_line[run[inside]] == line[index[active[inside]]]
+            active, run = active[inside], run[inside]
+            accepted = ((pins[:, index[active]] & run_mask[:, run]) != 0).any(axis=0)
+            rejected = active[~accepted]
+            fail[rejected] = np.maximum(first[rejected], run_start[run[~accepted]])
+            active, run = active[accepted], run[accepted] + 1
+        broke = fail < checked_end
+        failing = checked[np.minimum(fail, len(checked) - 1)] if len(checked) else fail
+        end = np.where(broke, failing, line_end)
+        passed = fail > first
+        last_pass = np.where(passed, checked[np.maximum(fail - 1, 0)], index)
+        broken_at = np.where(broke, self.at[failing], _NO_TIME)
         return PinOutcome(
-            index, broken, end_at, checks[index], last_pass[index], unchecked[index],
-            first_fail[index],
-        )  # fmt: skip
+            index=index,
+            broken_at=broken_at,
+            end_at=np.where(broke, broken_at, self.at[last_pass]),
+            checks=fail - first + broke,
+            last_pass=last_pass,
+            unchecked=(end - start) - (fail - first),
+            first_fail=np.where(broke, failing, index),
+        )
 
 
 def replay_batch(

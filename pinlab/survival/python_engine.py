@@ -1,9 +1,12 @@
 """Replaying history: when would each pinning strategy have broken the app?
 
 For every host and every pin time, a strategy (see :mod:`pinlab.survival.rules`) derives what
-the app pins from the chain observed then; the replay walks forward through the host's later
-observations and stops at the first chain the pins reject (``broken_at``), or runs to the end
-of the data (censored). Under **verified** semantics each chain is first validated as a
+the app pins from the chain observed then; the pins hold through the host's later
+observations up to the first chain they reject (``broken_at``), or to the end of the data
+(censored). That first rejection is found per run of equal chains, not per observation
+(:class:`_Runs`), so a replay's cost grows linearly with a timeline's length.
+
+Under **verified** semantics each chain is first validated as a
 client of that moment would have (at the observation's time, against the trust store of that
 time); an observation whose chain fails validation would fail whatever the pins, so it
 neither breaks nor confirms a pin and is skipped. Under **presented** semantics the chain as
@@ -14,6 +17,7 @@ the server sent it is used.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +40,7 @@ from pinlab.survival.rules import (
     ObservedChain,
     ScanAnchors,
     Strategy,
+    next_leaf_keys,
     strategy,
 )
 from pinlab.verify import TrustStore, verify_chain
@@ -248,14 +253,18 @@ def replay(
     catalog = catalog if catalog is not None else CaCatalog.build(chains)
     rows: list[dict[str, Any]] = []
     for timeline in _timelines(chains):
+        runs = {mode: _Runs(timeline, mode) for mode in modes}
+        backups = next_leaf_keys(timeline)
         for pinned_at, index in _pin_times(timeline, release_every):
             for mode in modes:
                 for chosen_strategy in chosen:
-                    matcher = chosen_strategy.derive(timeline, index, mode, catalog)
+                    matcher = chosen_strategy.derive(
+                        timeline, index, mode, catalog, next_leaf_keys=backups
+                    )
                     if matcher is None:
                         continue
                     pinned = timeline[index]
-                    followed = _follow(timeline, index, pinned_at, mode, matcher)
+                    followed = runs[mode].follow(index, pinned_at, matcher)
                     rows.append({
                         "host": pinned.host, "port": pinned.port, "sni": pinned.sni,
                         "lineage": pinned.lineage,
@@ -310,28 +319,76 @@ class _Followed:
         }
 
 
-def _follow(
-    timeline: Sequence[ObservedChain],
-    index: int,
-    pinned_at: datetime,
-    mode: Semantics,
-    matcher: Matcher,
-) -> _Followed:
-    """Walk the observations after the pin until the pins reject one."""
-    checks = unchecked = 0
-    last_pass: ObservedChain | None = None
-    for later in timeline[index + 1 :]:
-        if later.observed_at <= pinned_at:
-            continue
-        chain = later.chain(mode)
-        if chain is None:
-            unchecked += 1
-            continue
-        checks += 1
-        if not matcher.accepts(chain, later.observed_at):
-            return _Followed(checks, unchecked, last_pass, later)
-        last_pass = later
-    return _Followed(checks, unchecked, last_pass, None)
+class _Runs:
+    """A timeline's checkable observations under one semantics, in runs of equal chains.
+
+    Strategies pin no expiry, so whether pins accept a chain depends on the chain alone:
+    one verdict per run. The first run at or after run ``r`` that a pin set rejects obeys
+    the backward recurrence ``F(r) = r`` if the pin set rejects run ``r``, else
+    ``F(r + 1)`` (``F`` past the last run: never). It is evaluated lazily and memoised per
+    pin set, so a pin set meets each run at most once, and every pin taken with that pin
+    set reads its answer from the run its follow-up starts in. With counts of the
+    observations between, a replay costs the timeline's length plus (pin sets x runs)
+    verdicts, not (pin times x later observations): linear for a host renewing now and
+    then, however often it is observed.
+    """
+
+    def __init__(self, timeline: Sequence[ObservedChain], mode: Semantics) -> None:
+        self.timeline = timeline
+        self.mode = mode
+        self.times = [observed.observed_at for observed in timeline]
+        self.checked = [
+            i for i, observed in enumerate(timeline) if observed.chain(mode) is not None
+        ]
+        self.run_of: list[int] = []  # the run of each checked observation
+        self.run_start: list[int] = []  # each run's first checked observation (position)
+        previous: tuple[Certificate, ...] | None = None
+        for position, index in enumerate(self.checked):
+            chain = timeline[index].chain(mode)
+            if chain != previous:
+                self.run_start.append(position)
+                previous = chain
+            self.run_of.append(len(self.run_start) - 1)
+        self.verdicts: dict[Matcher, dict[int, int]] = {}
+
+    def follow(self, index: int, pinned_at: datetime, matcher: Matcher) -> _Followed:
+        """What happened to a pin taken at ``timeline[index]`` (time ``pinned_at``): the
+        observations after it, up to the first one the pins reject."""
+        start = bisect.bisect_right(self.times, pinned_at, lo=index + 1)
+        first = bisect.bisect_left(self.checked, start)  # first checked position after
+        fail = len(self.checked)
+        if first < fail:
+            rejected = self._first_rejected(matcher, self.run_of[first])
+            if rejected < len(self.run_start):
+                fail = max(first, self.run_start[rejected])
+        broke = self.timeline[self.checked[fail]] if fail < len(self.checked) else None
+        end = self.checked[fail] if broke is not None else len(self.timeline)
+        return _Followed(
+            checks=fail - first + (broke is not None),
+            unchecked=(end - start) - (fail - first),
+            last_pass=self.timeline[self.checked[fail - 1]] if fail > first else None,
+            broke=broke,
+        )
+
+    def _first_rejected(self, matcher: Matcher, run: int) -> int:
+        """``F(run)`` for ``matcher``'s pin set (see the class)."""
+        known = self.verdicts.setdefault(matcher, {})
+        visited: list[int] = []
+        found = len(self.run_start)
+        while run < len(self.run_start):
+            if run in known:
+                found = known[run]
+                break
+            visited.append(run)
+            observed = self.timeline[self.checked[self.run_start[run]]]
+            chain = observed.chain(self.mode)
+            if chain is None or not matcher.accepts(chain, observed.observed_at):
+                found = run
+                break
+            run += 1
+        for seen in visited:
+            known[seen] = found
+        return found
 
 
 def _timelines(chains: Sequence[ObservedChain]) -> list[list[ObservedChain]]:

@@ -44,6 +44,7 @@ __all__ = [
     "Strategy",
     "UnknownStrategyError",
     "name_matches",
+    "next_leaf_keys",
     "organisation",
     "strategy",
 ]
@@ -191,8 +192,14 @@ class Strategy:
         index: int,
         semantics: Semantics,
         catalog: CaCatalog,
+        *,
+        next_leaf_keys: Sequence[bytes | None] | None = None,
     ) -> Matcher | None:
-        """The matcher for a pin taken at ``timeline[index]``; None if nothing to pin."""
+        """The matcher for a pin taken at ``timeline[index]``; None if nothing to pin.
+
+        ``next_leaf_keys`` (:func:`next_leaf_keys` of ``timeline``) spares ``leaf+backup``
+        a walk through the later observations at every pin time.
+        """
         observed = timeline[index]
         chain = observed.chain(semantics)
         if not chain:
@@ -208,7 +215,13 @@ class Strategy:
         if recipe.from_position is not None:
             keys += [c.spki_sha256 for c in chain[recipe.from_position :]]
         if recipe.next_leaf_key and keys:
-            keys += _next_leaf_key(timeline, index, chain[0].spki_sha256)
+            leaf_key = chain[0].spki_sha256
+            presented = observed.presented[0].spki_sha256 if observed.presented else None
+            if next_leaf_keys is not None and presented == leaf_key:
+                known = next_leaf_keys[index]
+                keys += [known] if known is not None else []
+            else:
+                keys += _next_leaf_key(timeline, index, leaf_key)
         if recipe.organisation_keys:
             keys += catalog.keys_of(organisation(chain[0].issuer), until=observed.observed_at)
         if not keys:
@@ -222,6 +235,22 @@ def _next_leaf_key(timeline: Sequence[ObservedChain], index: int, leaf_key: byte
         if later.presented and later.presented[0].spki_sha256 != leaf_key:
             return [later.presented[0].spki_sha256]
     return []
+
+
+def next_leaf_keys(timeline: Sequence[ObservedChain]) -> list[bytes | None]:
+    """Per observation, the next different presented leaf key after it (None: none), as
+    :func:`_next_leaf_key` finds it, in one backward pass: the key of the next observation
+    with a leaf where it differs from this one's, else that observation's own answer."""
+    following: list[bytes | None] = [None] * len(timeline)
+    next_key: bytes | None = None  # of the nearest later observation with a leaf
+    next_answer: bytes | None = None  # that observation's answer
+    for index in range(len(timeline) - 1, -1, -1):
+        presented = timeline[index].presented
+        key = presented[0].spki_sha256 if presented else None
+        following[index] = next_key if next_key != key else next_answer
+        if key is not None:
+            next_key, next_answer = key, following[index]
+    return following
 
 
 STRATEGIES: dict[str, Strategy] = {
