@@ -90,3 +90,45 @@ def test_parse_time_gives_utc_inside_the_range() -> None:
     for value in BAD_TIMES:
         with pytest.raises(OptionRangeError):
             parse_time(value)
+
+
+BAD_DAYS = ["0", "-3", "nan", "inf", "1e9"]
+
+
+@pytest.mark.parametrize("value", BAD_DAYS)
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["recommend", "h.test"], "--horizon"),
+        (["simulate", "--out", "replay.csv"], "--release-every"),
+        (["updates"], "--release-every"),
+        (["updates"], "--median-lag"),
+        (["forward"], "--release-every"),
+    ],
+)
+def test_spans_of_days_are_positive_finite_and_at_most_a_century(
+    tmp_path: Path, command: list[str], option: str, value: str
+) -> None:
+    db = tmp_path / "absent.duckdb"
+    run = invoke_pinlab(*command, "--db", str(db), option, value)
+    assert_usage_error(run, option, "above 0, at most 36525")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "range_text"),
+    [
+        ("--users", "-1", "above 0, at most 1e+12"),
+        ("--users", "nan", "above 0, at most 1e+12"),
+        ("--never", "1.5", "shares in 0..1"),
+        ("--never", "-0.1", "shares in 0..1"),
+        ("--lag-sigma", "0", "above 0, at most 10"),
+        ("--expiry", "-1", "days in 0..36525"),
+    ],
+)
+def test_update_model_numbers_are_checked(
+    tmp_path: Path, option: str, value: str, range_text: str
+) -> None:
+    db = tmp_path / "absent.duckdb"
+    run = invoke_pinlab("updates", "--db", str(db), "--expiry", "30", option, value)
+    assert_usage_error(run, option, range_text)

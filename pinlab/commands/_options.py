@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
@@ -23,12 +24,14 @@ from pinlab.errors import PinlabError
 __all__ = [
     "EARLIEST",
     "LATEST",
+    "MAX_DAYS",
     "MAX_RATE",
     "MAX_SECONDS",
     "MIN_RATE",
     "MIN_SECONDS",
     "OptionRangeError",
     "count_in",
+    "number_in",
     "parse_time",
     "valid_rate",
     "valid_seconds",
@@ -121,3 +124,28 @@ def valid_time(value: str | None) -> str | None:
     except OptionRangeError as error:
         raise _bad(error) from None
     return value
+
+
+MAX_DAYS = 36_525.0
+"""A span in days: at most a century (longer outlives every certificate and release)."""
+
+
+def number_in(low: float, high: float, unit: str, *, above: bool = False) -> Callable[[Any], Any]:
+    """A Typer callback for a finite number (or each of a repeated option's numbers) in
+    ``low..high``; with ``above``, ``low`` itself is refused (a span of 0 days is no span).
+
+    ``--horizon nan`` or ``--users -1`` once reached the model and gave a NaN ranking or a
+    negative count of broken users; they now stop where the command line is read.
+    """
+
+    def valid_number(value: Any) -> Any:
+        for number in value if isinstance(value, list) else [value]:
+            if number is None:
+                continue
+            finite = math.isfinite(number) and low <= number <= high
+            if not finite or (above and number == low):
+                span = f"above {low:g}, at most {high:g}" if above else f"in {low:g}..{high:g}"
+                raise typer.BadParameter(f"{number:g} is not a number of {unit} {span}")
+        return value
+
+    return valid_number

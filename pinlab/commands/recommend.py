@@ -26,7 +26,7 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import valid_time
+from pinlab.commands._options import MAX_DAYS, number_in, valid_time
 from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB
 from pinlab.errors import PinlabError
@@ -48,7 +48,12 @@ def recommend_command(
     host: Annotated[str, typer.Argument(help="The host, as stored.")],
     db: DbOption = DEFAULT_DB,
     horizon: Annotated[
-        float, typer.Option("--horizon", help="Days a pin set should hold.")
+        float,
+        typer.Option(
+            "--horizon",
+            help="Days a pin set should hold.",
+            callback=number_in(0, MAX_DAYS, "days", above=True),
+        ),
     ] = DEFAULT_HORIZON_DAYS,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),

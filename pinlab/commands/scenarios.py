@@ -25,7 +25,7 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import valid_time
+from pinlab.commands._options import MAX_DAYS, number_in, valid_time
 from pinlab.commands._output import say
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.commands.recommend import (
@@ -54,21 +54,47 @@ StrategyOption = Annotated[
 def updates_command(
     db: DbOption = DEFAULT_DB,
     release_every: Annotated[
-        float, typer.Option("--release-every", help="Days between app releases.")
+        float,
+        typer.Option(
+            "--release-every",
+            help="Days between app releases.",
+            callback=number_in(0, MAX_DAYS, "days", above=True),
+        ),
     ] = 30.0,
     expiry: Annotated[
         list[float] | None,
         typer.Option(
             "--expiry",
             help="Pin-set expiry, days after a release (repeatable; none is always shown).",
+            callback=number_in(0, MAX_DAYS, "days"),
         ),
     ] = None,
     median_lag: Annotated[
-        float, typer.Option("--median-lag", help="Median days to install a release.")
+        float,
+        typer.Option(
+            "--median-lag",
+            help="Median days to install a release.",
+            callback=number_in(0, MAX_DAYS, "days", above=True),
+        ),
     ] = 7.0,
-    lag_sigma: Annotated[float, typer.Option("--lag-sigma", help="Log-normal spread.")] = 1.5,
-    never: Annotated[float, typer.Option("--never", help="Share never updating.")] = 0.0,
-    users: Annotated[float, typer.Option("--users", help="Users per host.")] = 1000.0,
+    lag_sigma: Annotated[
+        float,
+        typer.Option(
+            "--lag-sigma",
+            help="Log-normal spread.",
+            callback=number_in(0, 10, "log-days", above=True),
+        ),
+    ] = 1.5,
+    never: Annotated[
+        float,
+        typer.Option("--never", help="Share never updating.", callback=number_in(0, 1, "shares")),
+    ] = 0.0,
+    users: Annotated[
+        float,
+        typer.Option(
+            "--users", help="Users per host.", callback=number_in(0, 1e12, "users", above=True)
+        ),
+    ] = 1000.0,
     strategies: StrategyOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Daily shares per host (.csv or .parquet).")
@@ -149,7 +175,12 @@ def forward_command(
     ] = "2030-01-01",
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     release_every: Annotated[
-        float, typer.Option("--release-every", help="Days between pins (app releases).")
+        float,
+        typer.Option(
+            "--release-every",
+            help="Days between pins (app releases).",
+            callback=number_in(0, MAX_DAYS, "days", above=True),
+        ),
     ] = 30.0,
     strategies: StrategyOption = None,
     out: Annotated[

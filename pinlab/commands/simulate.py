@@ -19,7 +19,7 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import valid_time
+from pinlab.commands._options import MAX_DAYS, number_in, valid_time
 from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.errors import PinlabError
@@ -110,6 +110,7 @@ def simulate_command(
         typer.Option(
             "--release-every",
             help="Pin at app releases every DAYS (default: at every observation).",
+            callback=number_in(0, MAX_DAYS, "days", above=True),
         ),
     ] = None,
     ca_file: Annotated[
