@@ -20,6 +20,8 @@ from pinlab.verify import TrustStore
 if TYPE_CHECKING:
     import pandas as pd  # the analysis commands' frames; pins and check never load pandas
 
+    from pinlab.memory import MemoryBudget
+
 __all__ = [
     "EXIT_USAGE",
     "StoreFrames",
@@ -83,11 +85,12 @@ class StoreFrames(NamedTuple):
     scans: pd.DataFrame
 
 
-def load_store_frames(db: Path) -> StoreFrames:
-    """Read a store's observations, certificates and scans (a DuckDB file or a dataset)."""
+def load_store_frames(db: Path, *, memory: MemoryBudget | None = None) -> StoreFrames:
+    """Read a store's observations, certificates and scans (a DuckDB file or a dataset);
+    DuckDB within ``memory`` while it reads."""
     from pinlab.store import open_store
 
     if not db.exists():
         raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
-    with open_store(db) as store:
+    with open_store(db, memory=memory) as store:
         return StoreFrames(store.observations_df(), store.certificates_df(), store.scans_df())

@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pinlab.errors import PinlabError
+
+if TYPE_CHECKING:
+    from pinlab.memory import MemoryBudget
 
 __all__ = [
     "EARLIEST",
@@ -27,12 +30,16 @@ __all__ = [
     "MAX_DAYS",
     "MAX_RATE",
     "MAX_SECONDS",
+    "MEMORY_LIMIT_HELP",
     "MIN_RATE",
     "MIN_SECONDS",
+    "MemoryLimitOption",
     "OptionRangeError",
     "count_in",
+    "memory_budget",
     "number_in",
     "parse_time",
+    "valid_memory_limit",
     "valid_rate",
     "valid_seconds",
     "valid_time",
@@ -149,3 +156,43 @@ def number_in(low: float, high: float, unit: str, *, above: bool = False) -> Cal
         return value
 
     return valid_number
+
+
+MEMORY_LIMIT_HELP = (
+    "Memory the analysis may use: 4GB, 512MB, 3.5GiB or 50% of this machine's (default: "
+    "half). DuckDB gets most of it and spills to a temporary folder past it; pinlab's own "
+    "buffers are sized from the rest."
+)
+
+
+def valid_memory_limit(value: str | None) -> str | None:
+    """Typer callback for ``--memory-limit``: the text, once :class:`MemoryBudget` reads it.
+
+    "abc", "0", "-1GB", "inf" or more than the machine has stop here (exit 2), not as a
+    DuckDB error halfway through an analysis, nor as a limit that bounds nothing.
+    """
+    if value is None:
+        return None
+    from pinlab.memory import MemoryBudget, MemoryLimitError
+
+    try:
+        MemoryBudget.parse(value)
+    except MemoryLimitError as error:
+        raise _bad(error) from None
+    return value
+
+
+def memory_budget(value: str | None) -> MemoryBudget:
+    """The budget ``--memory-limit`` names; half of the machine's memory when not given."""
+    from pinlab.memory import MemoryBudget
+
+    return MemoryBudget.default() if value is None else MemoryBudget.parse(value)
+
+
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit", help=MEMORY_LIMIT_HELP, callback=valid_memory_limit, metavar="SIZE"
+    ),
+]
+"""``--memory-limit`` of every command that opens a store for analysis."""

@@ -10,16 +10,20 @@ import typer
 
 from pinlab import history
 from pinlab.commands._common import usage_errors
+from pinlab.commands._options import MemoryLimitOption, memory_budget
 from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
+from pinlab.memory import MemoryBudget
 from pinlab.store import open_store
 
 DEFAULT_DB = Path("data/pinlab.duckdb")
 
 
-def ledger_from_store(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ledger, leaf sightings) of the store at ``db``, opened read-only."""
-    with open_store(db) as store:
+def ledger_from_store(
+    db: Path, *, memory: MemoryBudget | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ledger, leaf sightings) of the store at ``db``, opened read-only (within ``memory``)."""
+    with open_store(db, memory=memory) as store:
         derived = history.History.from_store(store)
         return derived.ledger(), derived.sightings()
 
@@ -41,6 +45,7 @@ def history_command(
         Path | None, typer.Option("--out", help="Write the ledger (.csv or .parquet).")
     ] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Print per-host summary.")] = False,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """The renewal ledger: key reuse and issuer changes across renewals."""
     with usage_errors():
@@ -48,8 +53,9 @@ def history_command(
             raise PinlabError("say what to produce: --out FILE and/or --summary")
         if out is not None and out.suffix not in {".csv", ".parquet"}:
             raise PinlabError(f"{out}: write .csv or .parquet")
-        # Derived in DuckDB straight from the store: a million hosts fit (pinlab bench history).
-        with open_store(db) as store:
+        # Derived in DuckDB straight from the store, within the budget: DuckDB spills past
+        # its share, and the ledger goes to the file without passing through pandas.
+        with open_store(db, memory=memory_budget(memory_limit)) as store:
             derived = history.History.from_store(store)
             if out is not None:
                 renewals = derived.write_ledger(out)

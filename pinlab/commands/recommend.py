@@ -26,7 +26,13 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import MAX_DAYS, number_in, valid_time
+from pinlab.commands._options import (
+    MAX_DAYS,
+    MemoryLimitOption,
+    memory_budget,
+    number_in,
+    valid_time,
+)
 from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB
 from pinlab.errors import PinlabError
@@ -57,11 +63,13 @@ def recommend_command(
     ] = DEFAULT_HORIZON_DAYS,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Suggest a pin set with a backup for HOST, ranked within the history the store has."""
     with usage_errors():
         stores, described = choose_trust_stores(ca_file, truststores)
-        observations, certificates, scans = load_store_frames(db)
+        memory = memory_budget(memory_limit)
+        observations, certificates, scans = load_store_frames(db, memory=memory)
         chains = host_chains(observations, certificates, [host], trust_stores=stores, scans=scans)
         catalog = catalog_from_frames(observations, certificates, chains)
         if not chains:
@@ -127,6 +135,7 @@ def audit_command(
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object for machines.")] = False,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Lint a pin configuration and replay it against the history in the store.
 
@@ -144,7 +153,8 @@ def audit_command(
             c.spki_sha256 for path in rotating or () for c in load_certificate_file(path)
         }
         stores, described = choose_trust_stores(ca_file, truststores)
-        observations, certificates, scans = load_store_frames(db)
+        memory = memory_budget(memory_limit)
+        observations, certificates, scans = load_store_frames(db, memory=memory)
         hosts = _matching_hosts(parsed, observations)
         chains = host_chains(observations, certificates, hosts, trust_stores=stores, scans=scans)
         findings = lint(parsed, chains, at=now, rotating=rotating_keys)

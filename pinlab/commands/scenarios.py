@@ -25,7 +25,13 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import MAX_DAYS, number_in, valid_time
+from pinlab.commands._options import (
+    MAX_DAYS,
+    MemoryLimitOption,
+    memory_budget,
+    number_in,
+    valid_time,
+)
 from pinlab.commands._output import say
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.commands.recommend import (
@@ -34,6 +40,7 @@ from pinlab.commands.recommend import (
     TruststoresOption,
 )
 from pinlab.errors import PinlabError
+from pinlab.memory import MemoryBudget
 from pinlab.pins import Semantics
 from pinlab.survival import (
     STRATEGIES,
@@ -101,6 +108,7 @@ def updates_command(
     ] = None,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Users stranded by broken pins, given releases every N days and slow updaters."""
     with usage_errors():
@@ -111,7 +119,7 @@ def updates_command(
         except ValueError as error:
             raise PinlabError(str(error)) from None
         stores, described = choose_trust_stores(ca_file, truststores)
-        chains = _chains(db, stores)
+        chains = _chains(db, stores, memory_budget(memory_limit))
         replayed = replay(
             chains, strategies=strategies, semantics=[Semantics.VERIFIED],
             release_every=release_every,
@@ -188,6 +196,7 @@ def forward_command(
     ] = None,
     ca_file: CaFileOption = None,
     truststores: TruststoresOption = Path("data/certifi"),
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Survival per strategy under SC-081, 6-day certificates and random rotation."""
     with usage_errors():
@@ -205,7 +214,7 @@ def forward_command(
         except ValueError as error:
             raise PinlabError(str(error)) from None
         stores, described = choose_trust_stores(ca_file, truststores)
-        profiles = host_profiles(_chains(db, stores))
+        profiles = host_profiles(_chains(db, stores, memory_budget(memory_limit)))
         if not profiles:
             raise PinlabError(f"{db}: no host with a validated chain to profile")
         replayed = forward_replay(
@@ -228,8 +237,8 @@ def register(app: typer.Typer) -> None:
     app.command("forward")(forward_command)
 
 
-def _chains(db: Path, stores: TrustStores) -> list[ObservedChain]:
-    frames = load_store_frames(db)
+def _chains(db: Path, stores: TrustStores, memory: MemoryBudget) -> list[ObservedChain]:
+    frames = load_store_frames(db, memory=memory)
     return observed_chains(
         frames.observations, frames.certificates, trust_stores=stores, scans=frames.scans
     )

@@ -19,10 +19,17 @@ from pinlab.commands._common import (
     parse_time,
     usage_errors,
 )
-from pinlab.commands._options import MAX_DAYS, number_in, valid_time
+from pinlab.commands._options import (
+    MAX_DAYS,
+    MemoryLimitOption,
+    memory_budget,
+    number_in,
+    valid_time,
+)
 from pinlab.commands._output import say, shown
 from pinlab.commands.history import DEFAULT_DB, write_table
 from pinlab.errors import PinlabError
+from pinlab.memory import MemoryBudget
 from pinlab.pins import Semantics
 from pinlab.store import open_store
 from pinlab.survival import (
@@ -60,10 +67,10 @@ class _DataAtHand:
     sha1_era: int
 
 
-def _data_at_hand(db: Path) -> _DataAtHand:
+def _data_at_hand(db: Path, memory: MemoryBudget | None = None) -> _DataAtHand:
     if not db.exists():
         raise PinlabError(f"{db}: no such store (pinlab collect or import-pem makes one)")
-    with open_store(db) as store:
+    with open_store(db, memory=memory) as store:
         rows = store.connection.execute(
             "SELECT count(*), count(*) FILTER (WHERE observed_at < ?) FROM observations "
             "WHERE status = 'ok'",
@@ -76,6 +83,43 @@ def _choose(engine: Engine, data: _DataAtHand) -> SurvivalEngine:
     if engine is Engine.AUTO:
         return ENGINES["python" if data.ok <= AUTO_PYTHON_LIMIT else "duckdb"]
     return ENGINES[engine.value]
+
+
+PYTHON_MS_PER_OBSERVATION = 0.6
+PYTHON_KB_PER_OBSERVATION = 20
+"""The Python replay's cost, measured by ``pinlab bench scale --sizes`` (7-9 ms and about
+250 kB per host of 12 observations, memory growing a little faster than linearly): what
+``--engine auto`` quotes when it says why it chose."""
+
+
+def _why(chosen: SurvivalEngine, data: _DataAtHand) -> str:
+    """One line: which engine ``--engine auto`` chose for this store, and why."""
+    cost = (
+        f"the Python engine would take about {_duration(data.ok * PYTHON_MS_PER_OBSERVATION)} "
+        f"and {_megabytes(data.ok * PYTHON_KB_PER_OBSERVATION)}"
+    )
+    if chosen.out_of_core:
+        return (
+            f"engine {chosen.name}: {data.ok:,} ok observations is above the Python engine's "
+            f"{AUTO_PYTHON_LIMIT:,} ({cost}); out of core instead, within --memory-limit"
+        )
+    return (
+        f"engine {chosen.name}: {data.ok:,} ok observations is within the Python engine's "
+        f"{AUTO_PYTHON_LIMIT:,} ({cost}), which checks every rule"
+    )
+
+
+def _duration(ms: float) -> str:
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _megabytes(kb: float) -> str:
+    return f"{kb / 1e6:.1f} GB" if kb >= 1e6 else f"{kb / 1e3:.0f} MB"
 
 
 def _caveats(chosen: SurvivalEngine, data: _DataAtHand) -> list[str]:
@@ -145,11 +189,15 @@ def simulate_command(
             "--ca-file, or today's roots against the history) and print both summaries.",
         ),
     ] = False,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """When would each pinning strategy have broken the app? One row per pin."""
+    budget = memory_budget(memory_limit)
     with usage_errors():
-        data = _data_at_hand(db)
+        data = _data_at_hand(db, budget)
     chosen = _choose(engine, data)
+    if engine is Engine.AUTO:
+        say(shown(_why(chosen, data)), err=True)
     for note in _caveats(chosen, data):
         say(shown(note), err=True)
     if chosen.out_of_core:
@@ -157,12 +205,12 @@ def simulate_command(
             raise typer.BadParameter("--sensitivity needs --engine python", param_hint="--engine")
         with usage_errors():
             _simulate_out_of_core(db, out, strategies, semantics, release_every, ca_file,
-                                  truststores, validate_at)  # fmt: skip
+                                  truststores, validate_at, budget)  # fmt: skip
         return
     with usage_errors():
         for name in strategies or ():
             strategy(name)
-        frames = load_store_frames(db)
+        frames = load_store_frames(db, memory=budget)
         choices = [choose_trust_stores(ca_file, truststores)]
         if sensitivity:
             choices.append(_other_trust_stores(ca_file, truststores))
@@ -223,8 +271,10 @@ def _simulate_out_of_core(
     ca_file: Path | None,
     truststores: Path,
     validate_at: str | None,
+    budget: MemoryBudget,
 ) -> None:
-    """The duckdb engine: :func:`pinlab.survival.replay_store` with a progress bar."""
+    """The duckdb engine: :func:`pinlab.survival.replay_store` with a progress bar, DuckDB
+    and the replay's batches within ``budget``."""
     from pinlab.survival import replay_store
 
     if release_every is not None:
@@ -238,12 +288,14 @@ def _simulate_out_of_core(
         )
     trust, described = load_trust_stores(ca_file, truststores)
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with open_store(db) as store, Progress(*columns, console=err_console) as progress:
+    store = open_store(db, memory=budget)
+    with store, Progress(*columns, console=err_console) as progress:
         task = progress.add_task("replay", total=None)
         result = replay_store(
             store, trust_store=trust, strategies=strategies,
             semantics=semantics or list(Semantics), out=out,
             validate_at=parse_time(validate_at) if validate_at else None,
+            batch_rows=budget.replay_batch_rows(),
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )  # fmt: skip
     say(f"{result.pins} pins replayed over {result.observations} observations: {shown(out)}/")

@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pinlab.memory import MemoryBudget
 from pinlab.store.atomic import TMP_SUFFIX, copy_atomic, write_atomic, write_failure
 from pinlab.store.duckdb_file import Store
 from pinlab.store.records import Scan
@@ -204,12 +205,6 @@ class DatasetStore(Store):
     def __init__(self, path: Path, connection: duckdb.DuckDBPyConnection, spill: Path) -> None:
         super().__init__(path, connection)
         self.spill = spill
-        """DuckDB's temporary directory (removed on close)."""
-
-    def close(self) -> None:
-        """Close the connection and remove DuckDB's spill files."""
-        super().close()
-        shutil.rmtree(self.spill, ignore_errors=True)
 
     def _read_only(self, *_args: object, **_kwargs: object) -> Any:
         raise StoreError(
@@ -225,12 +220,17 @@ class DatasetStore(Store):
 
 
 def open_dataset(
-    path: str | Path, *, memory_limit: str | None = None, threads: int | None = None
+    path: str | Path,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    memory: MemoryBudget | None = None,
 ) -> DatasetStore:
     """Open a Parquet dataset (this module's layout, or a flat ``pinlab export``) for reading.
 
     ``memory_limit`` (DuckDB syntax, ``"4GB"``) caps DuckDB's memory; past it, joins and
-    sorts spill to a private temporary directory.
+    sorts spill to a private temporary directory. ``memory``, a whole analysis's budget,
+    sets DuckDB's share of it instead (:class:`pinlab.memory.MemoryBudget`).
     """
     root = Path(path)
     if not root.is_dir():
@@ -251,7 +251,9 @@ def open_dataset(
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET temp_directory = '{_sql_path(spill)}'")
         con.execute("SET preserve_insertion_order = false")  # lets big scans stream
-        if memory_limit is not None:
+        if memory is not None:
+            memory.configure(con, spill)
+        elif memory_limit is not None:
             con.execute("SET memory_limit = ?", [memory_limit])
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
@@ -284,14 +286,16 @@ def _create_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")
 
 
-def open_store(path: str | Path) -> Store:
+def open_store(path: str | Path, *, memory: MemoryBudget | None = None) -> Store:
     """The store at ``path`` for reading: a DuckDB file, or a Parquet dataset folder.
 
     The one call ``pinlab history``, ``pinlab simulate`` and notebooks need to read either.
+    ``memory`` bounds DuckDB's share of an analysis's budget (the CLI passes
+    ``--memory-limit``); without it DuckDB's own default applies (80 % of the machine).
     """
     if is_dataset(path):
-        return open_dataset(path)
-    return Store.open(path, read_only=True)
+        return open_dataset(path, memory=memory)
+    return Store.open(path, read_only=True, memory=memory)
 
 
 def export_dataset(store: Store, directory: str | Path) -> dict[str, int]:

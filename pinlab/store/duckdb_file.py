@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pinlab.memory import MemoryBudget, remove_spill
 from pinlab.store.health import damaged, inspect_file, is_damage
 from pinlab.store.parquet import export_flat, import_flat, table_counts
 from pinlab.store.records import CertificateRow, Observation, Scan
@@ -50,15 +51,23 @@ class Store:
         self.path = path
         self.connection = connection
         """A DuckDB connection for plain SQL (single-threaded use, like the store)."""
+        self.spill: Path | None = None
+        """DuckDB's private temporary directory, when opened with a memory budget (removed
+        on close)."""
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
+    def open(
+        cls, path: str | Path, *, read_only: bool = False, memory: MemoryBudget | None = None
+    ) -> Store:
         """Open or create the store at ``path``; :class:`StoreError` with one line if not.
 
         An existing file is first inspected read-only, so that a corrupt file or one
-        written by a newer schema is refused without a byte being written to it.
+        written by a newer schema is refused without a byte being written to it. With
+        ``memory``, DuckDB gets the budget's ``memory_limit`` and spills to a private
+        temporary directory past it (DuckDB's own default is 80 % of the machine, and a
+        read-only store's ``.tmp`` folder beside the file may not be writable).
         """
         path = Path(path)
         if path.exists():
@@ -86,6 +95,9 @@ class Store:
             raise StoreError(f"{path}: cannot open store: {first_line(error)}") from None
         store = cls(path, connection)
         connection.execute("SET TimeZone = 'UTC'")
+        if memory is not None:
+            store.spill = memory.spill_directory()
+            memory.configure(connection, store.spill)
         if not read_only:
             store._create_schema()
         return store
@@ -103,8 +115,10 @@ class Store:
             )
 
     def close(self) -> None:
-        """Close the connection (everything written is already committed)."""
+        """Close the connection (everything written is already committed) and remove
+        DuckDB's spill files."""
         self.connection.close()
+        remove_spill(self.spill)
 
     def __enter__(self) -> Self:
         return self
