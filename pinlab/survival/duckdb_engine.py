@@ -135,26 +135,53 @@ def _anchors_in_force(
 
 
 def _batches(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
-    """Tables of whole timelines, about ``rows`` long: the last timeline read waits for the
-    next batch, since its observations may continue there."""
+    """Tables of whole timelines, each at most ``rows`` long unless one timeline alone is
+    longer (it is never split). The last timeline read waits for the next record batch,
+    since its observations may continue there."""
     pending: list[pa.RecordBatch] = []
     size = 0
     for record_batch in reader:
+        if not record_batch.num_rows:
+            continue
         pending.append(record_batch)
         size += record_batch.num_rows
-        if size < rows:
+        if size <= rows:
             continue
         table = pa.Table.from_batches(pending)
-        timelines = table.column("tl").to_numpy()
-        others = np.flatnonzero(timelines != timelines[-1])
-        if not others.size:
-            continue
-        cut = int(others[-1]) + 1
-        yield table.slice(0, cut)
-        pending = table.slice(cut).to_batches()
-        size = len(table) - cut
+        position = 0
+        for cut in _cuts(_starts(table), rows):
+            yield table.slice(position, cut - position)
+            position = cut
+        pending = table.slice(position).to_batches()
+        size = len(table) - position
     if size:
-        yield pa.Table.from_batches(pending)
+        table = pa.Table.from_batches(pending)
+        position = 0
+        for cut in [*_cuts(_starts(table), rows), len(table)]:
+            yield table.slice(position, cut - position)
+            position = cut
+
+
+def _starts(table: pa.Table) -> np.ndarray:
+    """Where each timeline of ``table`` but the first begins."""
+    timelines = table.column("tl").to_numpy()
+    starts: np.ndarray = np.flatnonzero(timelines[1:] != timelines[:-1]) + 1
+    return starts
+
+
+def _cuts(starts: np.ndarray, rows: int) -> Iterator[int]:
+    """Where to cut a table whose timelines begin at ``starts`` (0 left out) into pieces of
+    whole timelines of at most ``rows``; the rows after the last cut are left over."""
+    position = 0
+    while True:
+        # the furthest timeline start that keeps the piece within ``rows``
+        index = int(np.searchsorted(starts, position + rows, side="right")) - 1
+        if index < 0 or starts[index] <= position:  # one timeline longer than ``rows``
+            index = int(np.searchsorted(starts, position, side="right"))
+            if index >= len(starts):
+                return
+        position = int(starts[index])
+        yield position
 
 
 def _run(
@@ -175,7 +202,8 @@ def _run(
             "\nJOIN (SELECT DISTINCT ON (sha256) sha256 FROM certificates) c"
             " ON hash(c.sha256) = r.lid"
         )
-    reader = con.sql(STREAM.format(names=names, joins=joins)).to_arrow_reader()
+    relation = con.sql(STREAM.format(names=names, joins=joins))
+    reader = relation.to_arrow_reader(batch_size=max(1_024, min(batch_rows, 131_072)))
     try:
         return _replay_batches(reader, prepared, plan, folder, batch_rows, progress, result, total)
     finally:
@@ -192,7 +220,8 @@ def _replay_batches(
     result: ScaleReplay,
     total: int,
 ) -> ScaleReplay:
-    counts: list[pd.DataFrame] = []
+    keys = COUNT_COLUMNS[:-1]
+    counts = pd.DataFrame(columns=COUNT_COLUMNS)
     for number, table in enumerate(_batches(reader, batch_rows)):
         batch = Batch(
             timeline=table.column("tl").to_numpy(),
@@ -205,24 +234,23 @@ def _replay_batches(
             leaf_not_after=table.column("na").to_numpy(),
         )
         outcomes = replay_batch(batch, prepared.catalog, plan)
-        counts.append(_count(outcomes, batch))
+        # The survival table is folded in as it goes: its size is the distinct outcomes,
+        # not the pins, so it stays small however many batches there are.
+        merged = pd.concat([df for df in (counts, _count(outcomes, batch)) if len(df)])
+        counts = merged.groupby(keys, sort=True, dropna=False)["pins"].sum().reset_index()
         result.pins += sum(len(o.index) for o in outcomes.values())
         result.observations += len(batch)
         result.validated += len(batch) - batch.verified.null_count
         timelines = batch.timeline
         result.timelines += int(np.count_nonzero(timelines[1:] != timelines[:-1])) + 1
         if folder is not None:
-            rows = _rows(table, batch, outcomes)
             path = folder / f"part-{number:05d}.parquet"
             with write_atomic(path) as temporary:
-                pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), temporary)
+                _write_rows(temporary, table, batch, outcomes)
             result.parts.append(path)
         if progress is not None:
             progress(result.observations, total)
-    if counts:
-        merged = pd.concat(counts, ignore_index=True)
-        keys = COUNT_COLUMNS[:-1]
-        result.counts = merged.groupby(keys, sort=True, dropna=False)["pins"].sum().reset_index()
+    result.counts = counts.reset_index(drop=True) if len(counts) else result.counts
     return result
 
 
@@ -250,36 +278,66 @@ def _count(outcomes: dict[tuple[str, str], PinOutcome], batch: Batch) -> pd.Data
     )
 
 
-def _rows(
-    table: pa.Table, batch: Batch, outcomes: dict[tuple[str, str], PinOutcome]
-) -> pd.DataFrame:
-    """The batch's pins as replay rows (the Python engine's columns and rules)."""
-    frame = table.select(["host", "port", "sni", "lineage", "pinned_leaf", "t_us"]).to_pandas()
-    pieces = []
-    for (name, mode), outcome in outcomes.items():
-        pinned = frame.iloc[outcome.index].reset_index(drop=True)
-        pinned_us = pinned["t_us"].to_numpy()
-        broken = outcome.broken
-        lower, upper = _death_bounds(batch, outcome, pinned_us)
-        pieces.append(pinned.assign(
-            strategy=name, semantics=mode,
-            pinned_at=_timestamps(pinned_us),
-            broken_at=_timestamps(outcome.broken_at).where(broken),
-            days_survived=np.maximum(outcome.end_at - pinned_us, 0) / _DAY_US,
-            broken=broken, checks=outcome.checks, legacy=False,
-            last_checked_at=_timestamps(outcome.end_at),
-            death_lower_days=pd.Series(lower).where(broken),
-            death_upper_days=pd.Series(upper).where(broken),
-            unchecked=outcome.unchecked,
-        ))  # fmt: skip
-    if not pieces:
-        return pd.DataFrame(columns=REPLAY_COLUMNS)
-    rows: pd.DataFrame = pd.concat(pieces, ignore_index=True)[REPLAY_COLUMNS]
-    return rows
+ROW_SCHEMA = pa.schema([
+    ("host", pa.string()), ("port", pa.int64()), ("sni", pa.string()),
+    ("lineage", pa.string()), ("strategy", pa.string()), ("semantics", pa.string()),
+    ("pinned_at", pa.timestamp("ns", tz="UTC")), ("broken_at", pa.timestamp("ns", tz="UTC")),
+    ("days_survived", pa.float64()), ("broken", pa.bool_()), ("pinned_leaf", pa.string()),
+    ("checks", pa.int64()), ("legacy", pa.bool_()),
+    ("last_checked_at", pa.timestamp("ns", tz="UTC")), ("death_lower_days", pa.float64()),
+    ("death_upper_days", pa.float64()), ("unchecked", pa.int64()),
+])  # fmt: skip
+"""The parts' columns (:data:`pinlab.survival.REPLAY_COLUMNS`), typed as pandas wrote them."""
 
 
-def _timestamps(epoch_us: np.ndarray) -> pd.Series:
-    return pd.Series(pd.to_datetime(epoch_us, unit="us", utc=True))
+def _write_rows(
+    path: Path, table: pa.Table, batch: Batch, outcomes: dict[tuple[str, str], PinOutcome]
+) -> None:
+    """Write the batch's pins as replay rows (the Python engine's columns and rules), one
+    row group per strategy and semantics: only one of them is built at a time, in Arrow,
+    never as a frame of Python strings."""
+    named = table.select(["host", "port", "sni", "lineage", "pinned_leaf"])
+    with pq.ParquetWriter(path, ROW_SCHEMA) as writer:
+        if not outcomes:
+            writer.write_table(ROW_SCHEMA.empty_table())
+        for (name, mode), outcome in outcomes.items():
+            writer.write_table(_piece(named, batch, name, mode, outcome))
+
+
+def _piece(named: pa.Table, batch: Batch, name: str, mode: str, outcome: PinOutcome) -> pa.Table:
+    pinned = named.take(pa.array(outcome.index, pa.int64()))
+    pinned_us = batch.at[outcome.index]
+    broken = outcome.broken
+    lower, upper = _death_bounds(batch, outcome, pinned_us)
+    count = len(outcome.index)
+    columns = {
+        "host": pinned.column("host"),
+        "port": pinned.column("port").cast(pa.int64()),
+        "sni": pinned.column("sni"),
+        "lineage": pinned.column("lineage"),
+        "strategy": pa.repeat(pa.scalar(name, pa.string()), count),
+        "semantics": pa.repeat(pa.scalar(mode, pa.string()), count),
+        "pinned_at": _times(pinned_us),
+        "broken_at": _times(np.where(broken, outcome.broken_at, 0), valid=broken),
+        "days_survived": pa.array(np.maximum(outcome.end_at - pinned_us, 0) / _DAY_US),
+        "broken": pa.array(broken, pa.bool_()),
+        "pinned_leaf": pinned.column("pinned_leaf"),
+        "checks": pa.array(outcome.checks, pa.int64()),
+        "legacy": pa.repeat(pa.scalar(False), count),
+        "last_checked_at": _times(outcome.end_at),
+        "death_lower_days": pa.array(lower, pa.float64(), mask=~broken),
+        "death_upper_days": pa.array(upper, pa.float64(), mask=~broken),
+        "unchecked": pa.array(outcome.unchecked, pa.int64()),
+    }
+    return pa.Table.from_pydict(
+        {field.name: columns[field.name] for field in ROW_SCHEMA}, schema=ROW_SCHEMA
+    )
+
+
+def _times(epoch_us: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    mask = None if valid is None else ~valid
+    micro = pa.array(epoch_us.astype(np.int64), pa.timestamp("us", tz="UTC"), mask=mask)
+    return micro.cast(pa.timestamp("ns", tz="UTC"))
 
 
 def _death_bounds(

@@ -79,9 +79,25 @@ WITH r AS (
 )
 -- the store in force at the validation time: the latest release at or before it (the
 -- first release before that), unless the scan recorded its own anchors
-SELECT r.* EXCLUDE (scan_set), coalesce(r.scan_set, e.set_id, 0) AS set_id
-FROM r ASOF LEFT JOIN _replay_releases e ON r.vat >= e.valid_from
+SELECT r.* EXCLUDE (scan_set), coalesce(r.scan_set, {{release_in_force}}, 0) AS set_id
+FROM r
 """
+
+
+def release_in_force(releases: list[tuple[int, int]]) -> str:
+    """SQL for the anchor set in force at ``r.vat``: of ``(valid_from, set_id)``, the one
+    with the latest ``valid_from`` at or before it (NULL before the first).
+
+    A ``CASE`` over the few releases (one per certifi release date), not an ``ASOF`` join:
+    an ASOF join holds its whole left side in memory and does not spill, and at a million
+    hosts that side is the twelve million observations.
+    """
+    arms = " ".join(
+        f"WHEN r.vat >= {valid_from} THEN {set_id}"
+        for valid_from, set_id in sorted(releases, reverse=True)
+    )
+    return f"CASE {arms} END" if arms else "NULL"
+
 
 _VERIFIED = """(p.kids IS NOT NULL AND r.name_ok
     AND r.vat BETWEEN greatest(r.nb, p.nb) AND least(r.na, p.na))"""
@@ -129,7 +145,10 @@ class Prepared:
         )
         self.tails = _tails(con)
         at_sql = "NULL" if validate_at is None else str(int(validate_at.timestamp() * 1e6))
-        con.execute(_OBSERVATIONS.format(validate_at=at_sql))
+        releases = con.execute("SELECT valid_from, set_id FROM _replay_releases").fetchall()
+        con.execute(
+            _OBSERVATIONS.format(validate_at=at_sql, release_in_force=release_in_force(releases))
+        )
         self.organisations: dict[str, int] = {}
         self.paths = self._paths(con)
         self._orgs(con)
