@@ -19,8 +19,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pinlab.commands._common import EXIT_USAGE, console, err_console, usage_errors
+from pinlab.commands._options import valid_memory_limit
 from pinlab.commands._output import say, shown
 
+PYTHON_ENGINE_MAX = 10_000
+"""``bench scale --sizes`` runs the Python engine up to this many hosts (7-9 ms a host)."""
 QUICK = typer.Option("--quick", help="Few combinations and runs: checks the suite in seconds.")
 OUT = typer.Option("--out", help="Also write the rows and the machine to FILE.json or FILE.csv.")
 
@@ -168,8 +171,32 @@ def scale(
     data: Annotated[
         Path | None, typer.Option("--data", help="Keep the synthetic dataset here (reused).")
     ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--sizes",
+            help="Instead: history and both simulate engines at these host counts (e.g. "
+            "1k,10k,100k,1M): time per host, peak RSS, fitted exponents.",
+            callback=_valid_sizes,
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            help="--memory-limit given to each command of --sizes.",
+            callback=valid_memory_limit,
+        ),
+    ] = "4GB",
+    python_max: Annotated[
+        int,
+        typer.Option("--python-max", min=1, help="Largest size --sizes runs the Python engine at."),
+    ] = PYTHON_ENGINE_MAX,
 ) -> None:
-    """Campaigns over 1-4 Dask workers; ledger and survival over 10M hosts (bench.scale)."""
+    """Campaigns over 1-4 Dask workers; ledger and survival over 10M hosts (bench.scale).
+
+    With --sizes: the analysis commands as N grows (bench.sizes).
+    """
     from pinlab.bench.machine import describe_machine
     from pinlab.bench.output import check_suffix, write_results
     from pinlab.bench.pins import BenchReport
@@ -182,11 +209,40 @@ def scale(
         def tell(text: str) -> None:
             say(f"bench scale: {text}", err=True)
 
-        frame = run_scale_benchmark(quick=quick, directory=data, progress=tell)
-        console.print(_frame_table(frame, "pinlab bench scale"))
+        if sizes is not None:
+            frame = _sizes(sizes, memory_limit, python_max, data, tell)
+        else:
+            frame = run_scale_benchmark(quick=quick, directory=data, progress=tell)
+            console.print(_frame_table(frame, "pinlab bench scale"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
             say(f"wrote {written}")
+
+
+def _valid_sizes(value: str | None) -> str | None:
+    from pinlab.bench.sizes import parse_sizes
+
+    if value is not None:
+        try:
+            parse_sizes(value)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def _sizes(
+    sizes: str, memory_limit: str, python_max: int, data: Path | None, tell: Callable[[str], None]
+) -> pd.DataFrame:
+    """Run ``bench scale --sizes``, print its table and exponents; the rows, exponents added."""
+    from pinlab.bench.sizes import parse_sizes, run_sizes_benchmark, sizes_text
+
+    frame, fits = run_sizes_benchmark(
+        parse_sizes(sizes), memory_limit=memory_limit, python_max=python_max,
+        directory=data, progress=tell,
+    )  # fmt: skip
+    say(f"pinlab bench scale --sizes {sizes} --memory-limit {memory_limit}")
+    say(sizes_text(frame, fits))
+    return frame.merge(fits, on="command", how="left")
 
 
 def ct(
