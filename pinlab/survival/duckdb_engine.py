@@ -154,10 +154,10 @@ def _batches(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
             position = cut
         pending = table.slice(position).to_batches()
         size = len(table) - position
-    if size:
+    if size:  # the stream has ended: the last timeline is whole too
         table = pa.Table.from_batches(pending)
         position = 0
-        for cut in [*_cuts(_starts(table), rows), len(table)]:
+        for cut in _cuts(np.append(_starts(table), len(table)), rows):
             yield table.slice(position, cut - position)
             position = cut
 

@@ -359,3 +359,64 @@ def test_simulate_reads_a_dataset_out_of_core(shared_data: Path, tmp_path: Path)
         result = runner.invoke(app, [*arguments, *common, *wrong])
         assert result.exit_code == 2
         assert message in result.output
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 7, 1_000])
+def test_batches_hold_whole_timelines_and_at_most_their_rows(rows: int) -> None:
+    """However the record batches fall, a batch is whole timelines, within ``rows`` unless
+    a single timeline is longer, and together they are the stream, in order."""
+    import duckdb
+
+    from pinlab.survival.duckdb_engine import _batches
+
+    con = duckdb.connect()
+    lengths = [1, 4, 2, 9, 1, 1, 3, 6, 2]  # timeline i has lengths[i] observations
+    con.execute(
+        "CREATE TABLE t AS SELECT tl, row_number() OVER () AS n FROM "
+        "(SELECT unnest(?::BIGINT[]) AS tl) ORDER BY tl",
+        [[i for i, count in enumerate(lengths) for _ in range(count)]],
+    )
+    reader = con.sql("SELECT * FROM t ORDER BY n").to_arrow_reader(batch_size=3)
+    batches = list(_batches(reader, rows))
+    seen = []
+    for table in batches:
+        timelines = table.column("tl").to_pylist()
+        assert all(timelines.count(tl) == lengths[tl] for tl in set(timelines))
+        assert len(table) <= rows or len(set(timelines)) == 1
+        seen += table.column("n").to_pylist()
+    assert seen == list(range(1, sum(lengths) + 1))
+    if rows == 1:
+        assert len(batches) == len(lengths)  # one timeline a batch
+
+
+def _parts(result_frame: pd.DataFrame) -> pd.DataFrame:
+    return result_frame.sort_values([*KEY, "strategy", "semantics"]).reset_index(drop=True)
+
+
+def test_streaming_gives_the_same_rows_whatever_the_batch(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """On the real histories and on the synthetic generator's: one timeline a batch, the
+    budget's batch and one batch for everything give exactly the same rows and counts."""
+    from pinlab.memory import MemoryBudget
+
+    trust = TrustStore.certifi()
+    with Store.open(tmp_path / "real.duckdb") as store:
+        import_pem(store, shared_data / "real-histories/manifest.csv", now=T0)
+    with Store.open(tmp_path / "synthetic.duckdb") as store:
+        generate(store.connection, hosts=150)
+    cases = [(tmp_path / "real.duckdb", anchor_frame(trust)),
+             (tmp_path / "synthetic.duckdb", trust_anchors())]  # fmt: skip
+    budget = MemoryBudget.parse("256MB")
+    for path, anchors in cases:
+        results = []
+        for rows in (1, budget.replay_batch_rows(), 10_000_000):
+            with open_store(path, memory=budget) as store:
+                out = tmp_path / f"{path.stem}-{rows}"
+                results.append(replay_store(store, trust_store=anchors, out=out, batch_rows=rows))
+        assert len(results[0].parts) > len(results[2].parts) == 1
+        first = _parts(results[0].frame())
+        assert len(first) == results[0].pins > 0
+        for other in results[1:]:
+            pd.testing.assert_frame_equal(first, _parts(other.frame()))
+            pd.testing.assert_frame_equal(results[0].counts, other.counts)
