@@ -60,7 +60,7 @@ def parse_sizes(text: str) -> list[int]:
     sizes = set()
     for item in text.split(","):
         token = item.strip().lower()
-        number, suffix = (token[:-1], token[-1]) if token[-1:] in "km" else (token, "")
+        number, suffix = (token[:-1], token[-1]) if token[-1:] in ("k", "m") else (token, "")
         try:
             value = float(number) * _SUFFIXES[suffix]
         except ValueError:

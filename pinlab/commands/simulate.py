@@ -92,16 +92,16 @@ PYTHON_KB_PER_OBSERVATION = 20
 ``--engine auto`` quotes when it says why it chose."""
 
 
-def _why(chosen: SurvivalEngine, data: _DataAtHand) -> str:
+def _why(chosen: SurvivalEngine, data: _DataAtHand, budget: MemoryBudget) -> str:
     """One line: which engine ``--engine auto`` chose for this store, and why."""
     cost = (
-        f"the Python engine would take about {_duration(data.ok * PYTHON_MS_PER_OBSERVATION)} "
-        f"and {_megabytes(data.ok * PYTHON_KB_PER_OBSERVATION)}"
+        f"about {_duration(data.ok * PYTHON_MS_PER_OBSERVATION)} and "
+        f"{_megabytes(data.ok * PYTHON_KB_PER_OBSERVATION)} in Python"
     )
     if chosen.out_of_core:
         return (
             f"engine {chosen.name}: {data.ok:,} ok observations is above the Python engine's "
-            f"{AUTO_PYTHON_LIMIT:,} ({cost}); out of core instead, within --memory-limit"
+            f"{AUTO_PYTHON_LIMIT:,} ({cost}); out of core within --memory-limit {budget}"
         )
     return (
         f"engine {chosen.name}: {data.ok:,} ok observations is within the Python engine's "
@@ -197,7 +197,7 @@ def simulate_command(
         data = _data_at_hand(db, budget)
     chosen = _choose(engine, data)
     if engine is Engine.AUTO:
-        say(shown(_why(chosen, data)), err=True)
+        say(shown(_why(chosen, data, budget)), err=True)
     for note in _caveats(chosen, data):
         say(shown(note), err=True)
     if chosen.out_of_core:
