@@ -15,11 +15,14 @@ any size, in bounded memory:
    validation time and its leaf's names against the host. Signatures and extensions are
    not re-checked (the collector's verifier did that when it recorded the chain), and the
    SHA-1-era ``legacy`` paths of the Python replay are not built: ``legacy`` is false;
-4. the observations stream out in timeline order, as Arrow batches of whole timelines, to
+4. the observations stream out in timeline order, as Arrow batches of whole timelines
+   (``batch_rows`` at most, sized from the memory budget), to
    :func:`pinlab.survival.masks.replay_batch`;
-5. each batch's pins are written as a Parquet part (when asked) and counted into the
-   survival table: pins per (strategy, semantics, days survived, broken), from which
-   :class:`pinlab.survival.PinSurvival` fits the same curves as from the rows.
+5. each batch's pins are written as a Parquet part (when asked), one strategy and semantics
+   at a time straight from Arrow, and folded into the survival table: pins per (strategy,
+   semantics, days survived, broken), from which :class:`pinlab.survival.PinSurvival` fits
+   the same curves as from the rows. Nothing held grows with the store but DuckDB's
+   tables, which spill past its ``memory_limit``.
 
 Pin times are every observation (the Python replay's release calendar is not offered here).
 """
@@ -98,8 +101,11 @@ def replay_store(
     recorded their own anchors and validation time (the rotation lab's) are validated
     that way, as :func:`pinlab.survival.observed_chains` does. With ``out``, a folder, each
     batch's pins are written there as ``part-NNNNN.parquet`` with the columns of
-    :data:`pinlab.survival.REPLAY_COLUMNS`. ``batch_rows`` sizes the batches of timelines
-    (memory, not results).
+    :data:`pinlab.survival.REPLAY_COLUMNS`. ``batch_rows`` sizes the batches: whole
+    timelines, at most that many observations unless one timeline alone is longer (memory,
+    not results; :meth:`pinlab.memory.MemoryBudget.replay_batch_rows` derives it from a
+    budget). Give the store a budget too (:func:`pinlab.store.open_store`), or DuckDB may
+    hold up to 80 % of the machine.
     """
     plan = [
         (strategy(name).name, mode.value)
