@@ -45,9 +45,10 @@ BUFFER_SHARE = 0.2
 MIN_BYTES = 64 * 2**20
 """The smallest budget accepted: below it DuckDB cannot hold a sort's working set."""
 REPLAY_ROW_BYTES = 8_000
-"""What one observation costs in a replay batch, rows for ``--out`` included: up to 14
-pins (7 strategies x 2 semantics), each a row of 16 columns in pandas, then Arrow.
-Measured at about 5 kB on the synthetic store; rounded up."""
+"""A generous estimate of what one observation costs in a replay batch: its Arrow row
+(host, lineage, leaf digest, key-id lists), the numpy outcomes of 7 strategies x 2
+semantics, and one strategy's replay rows for ``--out`` at a time. Generous on purpose:
+past about 100,000 observations a batch is no faster."""
 MAX_REPLAY_ROWS = 250_000
 """Beyond this a batch is no faster (numpy is already vectorised) and only bigger."""
 
