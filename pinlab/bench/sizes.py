@@ -9,8 +9,8 @@ memory (``ru_maxrss`` from ``wait4``, that child alone) are recorded:
 - ``simulate --engine python`` over a store of real certificates (made here with
   :mod:`pinlab.testbed.pki`, validated against their root with ``--ca-file``): the
   synthetic certificates are placeholders that do not parse. The Python engine runs only
-  up to ``python_max`` hosts (7-9 ms a host); the sizes above it get a row saying "not
-  run", never an extrapolated figure.
+  up to ``python_max`` hosts (about 13 ms a host); the sizes above it get a row saying
+  "not run", never an extrapolated figure.
 
 Each command gets ``--memory-limit`` (the bench's ``memory_limit``; DuckDB holds data up to
 its share of it, so the peak follows the limit given, not only N). Last, per command, the
@@ -49,7 +49,7 @@ COLUMNS = [
 ]  # fmt: skip
 COMMANDS = ("history", "simulate duckdb", "simulate python")
 PYTHON_MAX = 10_000
-"""The Python engine's largest size by default: 10,000 hosts take about 1.5 min."""
+"""The Python engine's largest size by default: 10,000 hosts took about 2 min."""
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000}
 
 Progress = Callable[[str], None]
@@ -189,8 +189,7 @@ def _python_row(
     hosts: int, python_max: int, memory_limit: str, root: Path, say: Progress
 ) -> dict[str, Any]:
     if hosts > python_max:
-        note = (f"not run: above --python-max {python_max:,} hosts (7-9 ms a host); "
-                "not extrapolated")  # fmt: skip
+        note = f"not run: above --python-max {python_max:,} hosts; not extrapolated"
         return _row("simulate python", hosts, memory_limit, note=note)
     say(f"{hosts:,} hosts: real certificates for the Python engine")
     store, ca_file = root / f"real-{hosts}.duckdb", root / f"real-{hosts}.pem"

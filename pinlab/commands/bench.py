@@ -23,7 +23,7 @@ from pinlab.commands._options import valid_memory_limit
 from pinlab.commands._output import say, shown
 
 PYTHON_ENGINE_MAX = 10_000
-"""``bench scale --sizes`` runs the Python engine up to this many hosts (7-9 ms a host)."""
+"""``bench scale --sizes`` runs the Python engine up to this many hosts (about 13 ms a host)."""
 QUICK = typer.Option("--quick", help="Few combinations and runs: checks the suite in seconds.")
 OUT = typer.Option("--out", help="Also write the rows and the machine to FILE.json or FILE.csv.")
 

@@ -57,7 +57,7 @@ class Engine(enum.StrEnum):
 
 AUTO_PYTHON_LIMIT = 200_000
 """``--engine auto`` replays up to this many ok observations in Python (every rule, about
-0.4 ms each: under two minutes), more out of core. The size decides, never the format, so
+1 ms each: a few minutes), more out of core. The size decides, never the format, so
 a store and its Parquet export get the same engine and the same answer."""
 
 
@@ -85,18 +85,18 @@ def _choose(engine: Engine, data: _DataAtHand) -> SurvivalEngine:
     return ENGINES[engine.value]
 
 
-PYTHON_MS_PER_OBSERVATION = 0.6
-PYTHON_KB_PER_OBSERVATION = 20
-"""The Python replay's cost, measured by ``pinlab bench scale --sizes`` (7-9 ms and about
-250 kB per host of 12 observations, memory growing a little faster than linearly): what
-``--engine auto`` quotes when it says why it chose."""
+PYTHON_MS_PER_OBSERVATION = 1.0
+PYTHON_KB_PER_OBSERVATION = 22
+"""The Python replay's cost per ok observation, measured by ``pinlab bench scale --sizes``
+(12.6 ms and 2.6 GB for 10,000 hosts x 12 observations; its memory grew as N^0.68 from
+1,000 hosts): what ``--engine auto`` quotes when it says why it chose."""
 
 
 def _why(chosen: SurvivalEngine, data: _DataAtHand, budget: MemoryBudget) -> str:
     """One line: which engine ``--engine auto`` chose for this store, and why."""
     cost = (
-        f"about {_duration(data.ok * PYTHON_MS_PER_OBSERVATION)} and "
-        f"{_megabytes(data.ok * PYTHON_KB_PER_OBSERVATION)} in Python"
+        f"about {PYTHON_MS_PER_OBSERVATION:g} ms and {PYTHON_KB_PER_OBSERVATION:g} kB an "
+        "observation there"
     )
     if chosen.out_of_core:
         return (
@@ -105,7 +105,8 @@ def _why(chosen: SurvivalEngine, data: _DataAtHand, budget: MemoryBudget) -> str
         )
     return (
         f"engine {chosen.name}: {data.ok:,} ok observations is within the Python engine's "
-        f"{AUTO_PYTHON_LIMIT:,} ({cost}), which checks every rule"
+        f"{AUTO_PYTHON_LIMIT:,} ({cost}, about {_duration(data.ok * PYTHON_MS_PER_OBSERVATION)} "
+        "here), which checks every rule"
     )
 
 
@@ -116,10 +117,6 @@ def _duration(ms: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _megabytes(kb: float) -> str:
-    return f"{kb / 1e6:.1f} GB" if kb >= 1e6 else f"{kb / 1e3:.0f} MB"
 
 
 def _caveats(chosen: SurvivalEngine, data: _DataAtHand) -> list[str]:

@@ -42,5 +42,5 @@ def test_auto_goes_out_of_core_above_the_limit_and_says_why(tmp_path: Path) -> N
     assert run.returncode == 0, str(run)
     line = next(x for x in run.stderr.splitlines() if x.startswith("engine duckdb:"))
     assert f"is above the Python engine's {AUTO_PYTHON_LIMIT:,}" in line
-    assert "in Python); out of core within --memory-limit 1.0 GB" in line
+    assert "an observation there); out of core within --memory-limit 1.0 GB" in line
     assert list((tmp_path / "replay").glob("part-*.parquet"))
