@@ -40,6 +40,11 @@ CT_PORT = 443
 _ABSENT = object()
 
 
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string, exactly as :func:`json.dumps` writes it."""
+    return json.dumps(text)
+
+
 def _insert(store: Store, table: str, records: Sequence[Any], *, conflict: str = "") -> None:
     """Insert dataclass records or dicts BY NAME (inside the caller's transaction)."""
     if not records:
@@ -77,6 +82,7 @@ class IssuanceWriter:
         self.filter_key = domains.key if domains is not None else "*"
         self.merge_window = merge_window
         self.stats = IngestStats()
+        self._log_json = _json_text(log)
         self.pending: dict[str, Prepared] = {}
         self.index = KeyIndex.load(store, size=index_bytes)
         self.preparer = EntryPreparer(domains, check_entries=check_entries, stats=self.stats)
@@ -196,15 +202,13 @@ class IssuanceWriter:
             for row in (*(precert.rows[:1] if precert and final else ()), *shown.rows):
                 certificates[row.sha256] = row
             chain_error = shown.chain_error or (precert.chain_error if precert else None)
-            extra = json.dumps(
-                {
-                    "log": self.log,
-                    "entry": "x509" if final is not None else "precert",
-                    "index": shown.index,
-                    **({"precert_index": precert.index} if precert and final else {}),
-                    **({"chain_error": chain_error} if chain_error else {}),
-                },
-                separators=(",", ":"),
+            # json.dumps of the same dict, written out: it was a tenth of the writer's time
+            extra = (
+                f'{{"log":{self._log_json},"entry":"{"x509" if final is not None else "precert"}"'
+                f',"index":{shown.index}'
+                + (f',"precert_index":{precert.index}' if precert and final else "")
+                + (f',"chain_error":{_json_text(chain_error)}' if chain_error else "")
+                + "}"
             )
             for host in hosts:
                 observations.append(self._observation(host, first.observed_at, shown, extra))
