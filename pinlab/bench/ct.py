@@ -9,7 +9,7 @@ store in a temporary directory), in three modes:
 
 - ``filtered``: a watch list of 1 % of the names (the usual backfill of some domains);
 - ``all``: no filter, every entry parsed into certificate rows and stored, parsed in a
-  pool of one process per core (:mod:`pinlab.ct.prepare`);
+  pool of worker processes (:mod:`pinlab.ct.prepare`, as many as ``pinlab ct log`` starts);
 - ``all, in process``: the same with parsing in the backfill's own process (the path
   before the pool), over the first ``BASELINE_ENTRIES`` entries: the baseline of the run;
 - ``parse only``: the same entries parsed from memory (no HTTP, no store) on one core:
@@ -299,7 +299,7 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
                         None,
                         directory,
                         parse_workers=cores,
-                        mode=f"all entries stored ({cores} parse processes)",
+                        mode=f"all entries stored ({cores} parse process{'es' * (cores > 1)})",
                     )
                 )
             if "all-1" in modes:

@@ -67,8 +67,9 @@ class BackfillOptions:
     merge_window: int = 10_000
     """Entries a precertificate waits for its final certificate (see pinlab.ct.ingest)."""
     parse_workers: int | None = None
-    """Processes preparing entries (see pinlab.ct.prepare); 0 or 1: in this process.
-    Default: the cores, when the run reads at least ``POOL_MIN_ENTRIES`` entries."""
+    """Processes preparing entries (see pinlab.ct.prepare); 0: in this process. Default:
+    one per core but the one this process keeps busy fetching, merging and writing (at
+    least one), when the run reads at least ``POOL_MIN_ENTRIES`` entries."""
     index_bytes: int = DEFAULT_INDEX_BYTES
     """Memory of the index of recorded issuances (see pinlab.ct.registry)."""
     label: str | None = None
@@ -171,7 +172,7 @@ def _begin(
 def _parse_workers(options: BackfillOptions, entries: int) -> int:
     """Processes to prepare with; 0: in this process."""
     if options.parse_workers is not None:
-        return options.parse_workers if options.parse_workers > 1 else 0
+        return max(0, options.parse_workers)
     return default_parse_workers() if entries >= POOL_MIN_ENTRIES else 0
 
 

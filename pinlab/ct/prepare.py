@@ -242,11 +242,13 @@ def _prepare_in_worker(entries: Sequence[LogEntry]) -> PreparedBatch:
 
 
 def default_parse_workers() -> int:
-    """Worker processes for preparing entries: the cores this process may run on."""
+    """Worker processes for preparing entries: the cores this process may run on, less the
+    one the backfill itself keeps busy (fetching, merging, writing); at least one."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 class PreparePool:
