@@ -17,7 +17,8 @@ def test_quick_ct_benchmark() -> None:
     frame = run_ct_benchmark(entries=1_000_000, quick=True)
     modes = list(frame["mode"])
     assert modes[0] == "filtered (1% of names)"
-    assert modes[1].startswith("all entries stored (") and "parse process" in modes[1]
+    assert modes[1].startswith("all entries stored (")
+    assert "parse process" in modes[1]
     assert modes[2:] == ["all entries stored (in process)", "parse only (in memory, no store)"]
     assert list(frame["entries"]) == [3000, 3000, 3000, 3000]
     assert list(frame["observations"]) == [30, 3000, 3000, 0]
