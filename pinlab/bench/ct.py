@@ -8,8 +8,12 @@ runs exactly as ``pinlab ct log`` does (four fetches in flight, batches of 1,000
 store in a temporary directory), in three modes:
 
 - ``filtered``: a watch list of 1 % of the names (the usual backfill of some domains);
-- ``all``: no filter, every entry parsed into certificate rows and stored;
-- ``parse only``: the same entries parsed from memory (no HTTP, no store): the limit.
+- ``all``: no filter, every entry parsed into certificate rows and stored, parsed in a
+  pool of worker processes (:mod:`pinlab.ct.prepare`, as many as ``pinlab ct log`` starts);
+- ``all, in process``: the same with parsing in the backfill's own process (the path
+  before the pool), over the first ``BASELINE_ENTRIES`` entries: the baseline of the run;
+- ``parse only``: the same entries parsed from memory (no HTTP, no store) on one core:
+  the limit of one core.
 
 Rows report entries/s, CPU per entry, and the process's RSS at 10 %, 50 % and 100 % of
 the run: flat memory means the last two differ by little whatever the length of the log.
@@ -42,6 +46,7 @@ from pinlab.ct import BackfillOptions, DomainFilter, backfill_log
 from pinlab.ct.entries import encode_extra_data, encode_leaf, parse_entry
 from pinlab.ct.ingest import IssuanceWriter
 from pinlab.ct.merkle import CompactRange, leaf_hash
+from pinlab.ct.prepare import default_parse_workers
 from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of
 from pinlab.ct.sth import LogKey, SignedTreeHead
 from pinlab.store import Scan, Store
@@ -53,6 +58,7 @@ __all__ = ["MODES", "SyntheticLog", "run_ct_benchmark"]
 _NAME = b"h0000000"
 DUCKDB_MEMORY_LIMIT = "512MB"
 _T0 = 1_600_000_000_000
+BASELINE_ENTRIES = 100_000
 
 
 def _spans(data: bytes, needle: bytes) -> list[int]:
@@ -163,6 +169,13 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children_cpu() -> float:
+    """CPU of the child processes waited for (the parse pool's workers, once shut down;
+    the log server is never waited for, so it is not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _row(
     mode: str, entries: int, stored: int, wall: float, cpu: float, rss: dict[int, float]
 ) -> dict[str, Any]:
@@ -180,27 +193,47 @@ def _row(
 
 
 def _backfill(
-    url: str, key: LogKey, size: int, domains: DomainFilter | None, directory: Path
+    url: str,
+    key: LogKey,
+    size: int,
+    domains: DomainFilter | None,
+    directory: Path,
+    *,
+    parse_workers: int,
+    mode: str,
 ) -> dict[str, Any]:
     samples: dict[int, float] = {}
-
-    def progress(done: int, total: int) -> None:
-        for mark in (10, 50, 100):
-            if mark not in samples and done * 100 >= total * mark:
-                samples[mark] = round(_rss_mb(), 1)
+    cached: dict[int, float] = {}
 
     with Store.open(directory / f"{uuid.uuid4().hex}.duckdb") as store:
+
+        def progress(done: int, total: int) -> None:
+            for mark in (10, 50, 100):
+                if mark not in samples and done * 100 >= total * mark:
+                    samples[mark] = round(_rss_mb(), 1)
+                    # what DuckDB itself holds (its block cache, bounded by memory_limit),
+                    # so that the rest of the RSS is the backfill's own
+                    (held,) = store.connection.execute(
+                        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+                    ).fetchone() or (0,)
+                    cached[mark] = round(int(held) / 2**20, 1)
+
         # DuckDB otherwise keeps table blocks cached up to 80 % of RAM: memory that grows
         # with the store, not with the backfill. A bound shows what the backfill holds.
         store.connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        cpu, started = _cpu(), time.perf_counter()
+        cpu, started = _cpu() + _children_cpu(), time.perf_counter()
         result = backfill_log(
-            store, url, key=key, domains=domains, options=BackfillOptions(workers=4),
-            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC), progress=progress,
-        )  # fmt: skip
-        wall, used = time.perf_counter() - started, _cpu() - cpu
-    mode = "filtered (1% of names)" if domains is not None else "all entries stored"
-    return _row(mode, result.stats.entries, result.stats.observations, wall, used, samples)
+            store,
+            url,
+            key=key,
+            domains=domains,
+            options=BackfillOptions(workers=4, end=size, parse_workers=parse_workers),
+            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            progress=progress,
+        )
+        wall, used = time.perf_counter() - started, _cpu() + _children_cpu() - cpu
+    row = _row(mode, result.stats.entries, result.stats.observations, wall, used, samples)
+    return {**row, "duckdb_mb_50pct": cached.get(50), "duckdb_mb_end": cached.get(100)}
 
 
 def _parse_only(size: int, directory: Path) -> dict[str, Any]:
@@ -226,15 +259,18 @@ def _parse_only(size: int, directory: Path) -> dict[str, Any]:
     return _row("parse only (in memory, no store)", log.size, 0, wall, used, {})
 
 
-MODES = ("filtered", "all", "parse")
+MODES = ("filtered", "all", "all-1", "parse")
 
 
 def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES) -> pd.DataFrame:
     """Backfill ``entries`` entries (quick: at most 3,000) from a local synthetic log.
 
     One row per mode (see the module docstring): ``mode``, ``entries``, ``observations``,
-    ``seconds``, ``entries_per_s``, ``cpu_us_per_entry``, ``rss_mb_10pct``,
-    ``rss_mb_50pct``, ``rss_mb_end``.
+    ``seconds``, ``entries_per_s``, ``cpu_us_per_entry`` (the parse workers' CPU
+    included), ``rss_mb_10pct``, ``rss_mb_50pct``, ``rss_mb_end`` (of the backfill's
+    process), ``duckdb_mb_50pct`` and ``duckdb_mb_end`` (what DuckDB accounts for itself,
+    mostly its block cache, bounded by ``memory_limit``), and ``vs_in_process`` (entries/s
+    over the in-process row's) when both ran.
     """
     size = min(entries, 3_000) if quick else entries
     if size < 100:
@@ -252,16 +288,54 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
         watched = DomainFilter(f"h{i:07d}.bench.test" for i in range(0, size, 100))
         with tempfile.TemporaryDirectory(prefix="pinlab-bench-ct-") as scratch:
             directory = Path(scratch)
+            cores = default_parse_workers()
             if "filtered" in modes:
-                rows.append(_backfill(url, key, size, watched, directory))
+                rows.append(
+                    _backfill(
+                        url,
+                        key,
+                        size,
+                        watched,
+                        directory,
+                        parse_workers=cores,
+                        mode="filtered (1% of names)",
+                    )
+                )
             if "all" in modes:
-                rows.append(_backfill(url, key, size, None, directory))
+                rows.append(
+                    _backfill(
+                        url,
+                        key,
+                        size,
+                        None,
+                        directory,
+                        parse_workers=cores,
+                        mode=f"all entries stored ({cores} parse process{'es' * (cores > 1)})",
+                    )
+                )
+            if "all-1" in modes:
+                rows.append(
+                    _backfill(
+                        url,
+                        key,
+                        min(size, BASELINE_ENTRIES),
+                        None,
+                        directory,
+                        parse_workers=1,
+                        mode="all entries stored (in process)",
+                    )
+                )
             if "parse" in modes:
                 rows.append(_parse_only(size, directory))
     finally:
         server.terminate()
         server.join(10)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if "all-1" in modes and "all" in modes:
+        # the pool against the in-process path, both measured in this run
+        baseline = frame.loc[frame["mode"].str.endswith("(in process)"), "entries_per_s"]
+        frame["vs_in_process"] = frame["entries_per_s"] / baseline.iloc[0]
+    return frame
 
 
 if __name__ == "__main__":  # pragma: no cover - manual runs

@@ -248,10 +248,17 @@ def _sizes(
 def ct(
     entries: Annotated[int, typer.Option(min=100, help="Entries in the local log.")] = 1_000_000,
     quick: Annotated[bool, QUICK] = False,
+    modes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: filtered, all (parse pool), all-1 (in process, the "
+            "baseline), parse (one core, no store)."
+        ),
+    ] = "filtered,all,all-1,parse",
     out: Annotated[Path | None, OUT] = None,
 ) -> None:
     """Entries/s a CT backfill parses and stores from a local log, and its memory."""
-    from pinlab.bench.ct import run_ct_benchmark
+    from pinlab.bench.ct import MODES, run_ct_benchmark
     from pinlab.bench.machine import describe_machine
     from pinlab.bench.output import check_suffix, write_results
     from pinlab.bench.pins import BenchReport
@@ -259,7 +266,14 @@ def ct(
     with usage_errors():
         if out is not None:
             check_suffix(out)
-        frame = run_ct_benchmark(entries=entries, quick=quick)
+        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        unknown = sorted(set(chosen) - set(MODES))
+        if unknown or not chosen:
+            raise typer.BadParameter(
+                f"unknown mode {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}",
+                param_hint="--modes",
+            )
+        frame = run_ct_benchmark(entries=entries, quick=quick, modes=chosen)
         console.print(_frame_table(frame, "pinlab bench ct"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)

@@ -150,6 +150,14 @@ def _log_command(static: bool) -> Callable[..., None]:
         retries: Annotated[
             int, typer.Option(help="Retries per request.", callback=count_in(0, 100))
         ] = 4,
+        parse_workers: Annotated[
+            int | None,
+            typer.Option(
+                help="Processes parsing entries (default: the cores less one, for 20,000 "
+                "entries or more; 0: in this process).",
+                callback=count_in(0, 256),
+            ),
+        ] = None,
         label: LabelOption = None,
     ) -> None:
         with usage_errors():
@@ -159,6 +167,7 @@ def _log_command(static: bool) -> Callable[..., None]:
             options = BackfillOptions(
                 start=start, end=end, verify=verify, batch_size=batch_size,
                 workers=workers, rate=rate, retries=retries, label=label,
+                parse_workers=parse_workers,
             )  # fmt: skip
             filter_ = _domains(domains, subdomains)
             run = backfill_static if static else backfill_log

@@ -30,7 +30,8 @@ from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import CTError, LogFetchError, LogMisbehaviourError
 from pinlab.ct.ingest import IngestStats, IssuanceWriter, Prepared
 from pinlab.ct.merkle import CompactRange, ProofError, verify_consistency, verify_inclusion
-from pinlab.ct.registry import last_tree_head, state_of
+from pinlab.ct.prepare import POOL_MIN_ENTRIES, PreparePool, default_parse_workers
+from pinlab.ct.registry import DEFAULT_INDEX_BYTES, last_tree_head, state_of
 from pinlab.ct.static import TILE_WIDTH, TiledLog
 from pinlab.ct.sth import LogKey, SignedTreeHead
 from pinlab.store import Scan, Store, pinlab_version
@@ -65,6 +66,12 @@ class BackfillOptions:
     timeout: float = 30.0
     merge_window: int = 10_000
     """Entries a precertificate waits for its final certificate (see pinlab.ct.ingest)."""
+    parse_workers: int | None = None
+    """Processes preparing entries (see pinlab.ct.prepare); 0: in this process. Default:
+    one per core but the one this process keeps busy fetching, merging and writing (at
+    least one), when the run reads at least ``POOL_MIN_ENTRIES`` entries."""
+    index_bytes: int = DEFAULT_INDEX_BYTES
+    """Memory of the index of recorded issuances (see pinlab.ct.registry)."""
     label: str | None = None
 
 
@@ -156,9 +163,17 @@ def _begin(
         pinlab_version=pinlab_version(),
     )
     writer = IssuanceWriter(
-        store, scan=scan, log=log, domains=domains, merge_window=options.merge_window
-    )
+        store, scan=scan, log=log, domains=domains, merge_window=options.merge_window,
+        index_bytes=options.index_bytes,
+    )  # fmt: skip
     return scan, writer, start, end
+
+
+def _parse_workers(options: BackfillOptions, entries: int) -> int:
+    """Processes to prepare with; 0: in this process."""
+    if options.parse_workers is not None:
+        return max(0, options.parse_workers)
+    return default_parse_workers() if entries >= POOL_MIN_ENTRIES else 0
 
 
 def _drive(
@@ -172,12 +187,39 @@ def _drive(
     end: int,
     clock: Callable[[], datetime],
     progress: Progress | None,
+    options: BackfillOptions,
+) -> None:
+    workers = _parse_workers(options, end - start)
+    if workers:
+        with PreparePool(writer.domains, workers=workers) as pool:
+            prepared = ((e, writer.absorb(batch)) for e, batch in pool.prepare(batches))
+            _commit_all(writer, prepared, sth=sth, start=start, end=end, clock=clock,
+                        progress=progress, commit_size=options.commit_size)  # fmt: skip
+    else:
+        prepared = (
+            (e, [p for entry in entries if (p := writer.prepare(entry)) is not None])
+            for e, entries in batches
+        )
+        _commit_all(writer, prepared, sth=sth, start=start, end=end, clock=clock,
+                    progress=progress, commit_size=options.commit_size)  # fmt: skip
+    store.finish_scan(scan.scan_id, at=clock())
+
+
+def _commit_all(
+    writer: IssuanceWriter,
+    batches: Iterator[tuple[int, list[Prepared]]],
+    *,
+    sth: SignedTreeHead,
+    start: int,
+    end: int,
+    clock: Callable[[], datetime],
+    progress: Progress | None,
     commit_size: int,
 ) -> None:
     group: list[Prepared] = []
     counted, last_commit = start, time.monotonic()
-    for batch_end, entries in batches:
-        group.extend(p for entry in entries if (p := writer.prepare(entry)) is not None)
+    for batch_end, prepared in batches:
+        group.extend(prepared)
         last = batch_end >= end
         if last or batch_end - counted >= commit_size or time.monotonic() - last_commit > 10:
             writer.commit(group, next_index=batch_end, sth=sth, now=clock(), flush_all=last)
@@ -186,7 +228,6 @@ def _drive(
             progress(batch_end - start, end - start)
     if start >= end:  # nothing new: still record the tree head seen
         writer.commit([], next_index=start, sth=sth, now=clock(), flush_all=True)
-    store.finish_scan(scan.scan_id, at=clock())
 
 
 def backfill_log(
@@ -238,7 +279,7 @@ def backfill_log(
         end=end,
         clock=clock,
         progress=progress,
-        commit_size=options.commit_size,
+        options=options,
     )
     return BackfillResult(
         scan.scan_id, log, start, end, sth.tree_size, options.verify, client.source.requests,
@@ -363,7 +404,7 @@ def backfill_static(
         end=end,
         clock=clock,
         progress=progress,
-        commit_size=options.commit_size,
+        options=options,
     )
     return BackfillResult(
         scan.scan_id, log, start, end, sth.tree_size, options.verify, tiled.source.requests,

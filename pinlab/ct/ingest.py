@@ -20,73 +20,29 @@ deployment. ``source_extra`` holds the log, the entry index(es) and the entry ty
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from pinlab.ct.checks import EntryChecks, is_precert_signing
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
-from pinlab.ct.errors import LogMisbehaviourError
-from pinlab.ct.registry import KeyIndex, key64
-from pinlab.ct.rows import certificate_row, dns_names, identities, issuance_key, tbs_of
+from pinlab.ct.prepare import EntryPreparer, IngestStats, Prepared, PreparedBatch
+from pinlab.ct.registry import DEFAULT_INDEX_BYTES, KeyIndex, key64
 from pinlab.ct.sth import SignedTreeHead
-from pinlab.errors import MalformedCertificateError
 from pinlab.store import CertificateRow, Observation, Scan, Status, Store
 
 __all__ = ["IngestStats", "IssuanceWriter", "Prepared"]
 
 CT_PORT = 443
-_CHAIN_CACHE_LIMIT = 10_000
 _ABSENT = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """An entry that passed the filter, its rows built: the leaf's, then its chain's."""
-
-    index: int
-    observed_at: datetime
-    precert: bool
-    key: str
-    hosts: tuple[str, ...]
-    rows: tuple[CertificateRow, ...] = field(repr=False)
-    chain_error: str | None = None
-    """Why the chain does not hold together (see :mod:`pinlab.ct.checks`), None if it does."""
-
-    @property
-    def leaf(self) -> CertificateRow:
-        """The logged certificate (or precertificate)."""
-        return self.rows[0]
-
-
-@dataclass(slots=True)
-class IngestStats:
-    """What a backfill did so far."""
-
-    entries: int = 0
-    matched: int = 0
-    """Entries whose certificate passed the domain filter."""
-    observations: int = 0
-    issuances: int = 0
-    merged: int = 0
-    """Issuances seen as precertificate and final certificate in the same run."""
-    linked: int = 0
-    """Final certificates linked to an issuance recorded earlier (no new observation)."""
-    duplicates: int = 0
-    unparsable: int = 0
-    """Entries whose certificate cryptography refuses: stored as raw bytes in
-    ``certificates`` (``parse_error`` set) and listed in ``ct_unparsable``."""
-    nameless: int = 0
-    """Certificates with neither a SAN nor a subject common name: nothing to record them
-    under, so they are counted here and not stored."""
-    bad_chains: int = 0
-    """Matched entries whose chain does not hold together (stored, ``chain_error`` set)."""
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string, exactly as :func:`json.dumps` writes it."""
+    return json.dumps(text)
 
 
 def _insert(store: Store, table: str, records: Sequence[Any], *, conflict: str = "") -> None:
@@ -117,6 +73,7 @@ class IssuanceWriter:
         domains: DomainFilter | None,
         merge_window: int = 10_000,
         check_entries: bool = True,
+        index_bytes: int = DEFAULT_INDEX_BYTES,
     ) -> None:
         self.store, self.scan, self.log = store, scan, log
         self.scan_id = scan.scan_id
@@ -125,94 +82,24 @@ class IssuanceWriter:
         self.filter_key = domains.key if domains is not None else "*"
         self.merge_window = merge_window
         self.stats = IngestStats()
+        self._log_json = _json_text(log)
         self.pending: dict[str, Prepared] = {}
-        self._chain_rows: dict[bytes, CertificateRow] = {}
-        self.index = KeyIndex.load(store)
-        self.check_entries = check_entries
-        """Whether entries come from a log (False for crt.sh: no logged TBS, no chain)."""
-        self.checks = EntryChecks()
-        self._unparsable: list[tuple[LogEntry, CertificateRow]] = []
+        self.index = KeyIndex.load(store, size=index_bytes)
+        self.preparer = EntryPreparer(domains, check_entries=check_entries, stats=self.stats)
 
     # -- per entry ---------------------------------------------------------------------------
 
-    def _chain_row(self, der: bytes) -> CertificateRow:
-        row = self._chain_rows.get(der)
-        if row is None:
-            if len(self._chain_rows) >= _CHAIN_CACHE_LIMIT:
-                self._chain_rows.clear()
-            try:
-                row = certificate_row(der)
-            except MalformedCertificateError as error:  # flagged by the chain check
-                row = CertificateRow.unparsable(hashlib.sha256(der).hexdigest(), der, str(error))
-            self._chain_rows[der] = row
-        return row
-
     def prepare(self, entry: LogEntry) -> Prepared | None:
-        """Check, filter and parse one entry; None when filtered out or not storable.
+        """Check, filter and parse one entry in this process (see
+        :meth:`pinlab.ct.prepare.EntryPreparer.prepare`)."""
+        return self.preparer.prepare(entry)
 
-        A precertificate that does not match its own logged TBS or issuer key hash is a
-        :class:`LogMisbehaviourError`: the entry was tampered with. This is checked before
-        anything else, so a tampered precertificate can neither dodge the domain filter
-        nor pass for an unparsable certificate. An entry whose certificate does not parse
-        is kept as raw bytes (see :attr:`IngestStats.unparsable`).
-        """
-        self.stats.entries += 1
-        der = entry.certificate
-        if entry.is_precert and self.check_entries:
-            self.checks.precert(entry)
-        if self.domains is not None:
-            quick = dns_names(der)
-            if quick and not self.domains.match(quick):
-                return None
-        try:
-            leaf = certificate_row(der)
-        except MalformedCertificateError as error:
-            self.stats.unparsable += 1
-            row = CertificateRow.unparsable(hashlib.sha256(der).hexdigest(), der, str(error))
-            self._unparsable.append((entry, row))
-            return None
-        names = identities(leaf, der)
-        if not names:
-            self.stats.nameless += 1
-            return None
-        if self.domains is not None:
-            hosts = tuple(self.domains.match(names))
-        else:
-            hosts = tuple(n.lower().rstrip(".") for n in names[:1])
-        if not hosts:
-            return None
-        chain = tuple(self._chain_row(item) for item in entry.chain)
-        if entry.is_precert:
-            assert entry.tbs is not None
-            self._check_issuer_key(entry, chain)
-            key = issuance_key(tbs=entry.tbs, precert_entry=True)
-        else:
-            key = issuance_key(tbs=tbs_of(der), precert_entry=False)
-        chain_error = self.checks.chain_error(entry) if self.check_entries else None
-        self.stats.bad_chains += chain_error is not None
-        self.stats.matched += 1
-        return Prepared(
-            entry.index, entry.observed_at, entry.is_precert, key, hosts, (leaf, *chain),
-            chain_error,
-        )  # fmt: skip
-
-    def _check_issuer_key(self, entry: LogEntry, chain: tuple[CertificateRow, ...]) -> None:
-        """RFC 6962 section 3.2: ``issuer_key_hash`` is the key of the final certificate's
-        issuer: ``chain[1]`` when ``chain[0]`` is a Precertificate Signing Certificate."""
-        if not self.check_entries:
-            return
-        signing_cert = bool(entry.chain) and is_precert_signing(entry.chain[0])
-        issuer = chain[1] if signing_cert and len(chain) > 1 else chain[0] if chain else None
-        if issuer is not None and issuer.parse_error is not None:
-            raise LogMisbehaviourError(
-                f"entry {entry.index}: the issuer in extra_data does not parse, so the "
-                "precertificate's issuer_key_hash cannot be checked (tampered entry?)"
-            )
-        if issuer is not None and issuer.spki_sha256 != (entry.issuer_key_hash or b"").hex():
-            raise LogMisbehaviourError(
-                f"entry {entry.index}: issuer_key_hash is not the key of the issuer in "
-                "extra_data (tampered entry?)"
-            )
+    def absorb(self, batch: PreparedBatch) -> list[Prepared]:
+        """Take in a batch prepared elsewhere (a worker process): its counts and its
+        unparsable entries; return the entries to pass to :meth:`commit`."""
+        self.stats.add(batch.stats)
+        self.preparer.unparsable.extend(batch.unparsable)
+        return batch.prepared
 
     # -- per batch ---------------------------------------------------------------------------
 
@@ -315,15 +202,13 @@ class IssuanceWriter:
             for row in (*(precert.rows[:1] if precert and final else ()), *shown.rows):
                 certificates[row.sha256] = row
             chain_error = shown.chain_error or (precert.chain_error if precert else None)
-            extra = json.dumps(
-                {
-                    "log": self.log,
-                    "entry": "x509" if final is not None else "precert",
-                    "index": shown.index,
-                    **({"precert_index": precert.index} if precert and final else {}),
-                    **({"chain_error": chain_error} if chain_error else {}),
-                },
-                separators=(",", ":"),
+            # json.dumps of the same dict, written out: it was a tenth of the writer's time
+            extra = (
+                f'{{"log":{self._log_json},"entry":"{"x509" if final is not None else "precert"}"'
+                f',"index":{shown.index}'
+                + (f',"precert_index":{precert.index}' if precert and final else "")
+                + (f',"chain_error":{_json_text(chain_error)}' if chain_error else "")
+                + "}"
             )
             for host in hosts:
                 observations.append(self._observation(host, first.observed_at, shown, extra))
@@ -348,11 +233,11 @@ class IssuanceWriter:
                 "error": row.parse_error, "observed_at": entry.observed_at,
                 "scan_id": self.scan_id,
             }
-            for entry, row in self._unparsable
+            for entry, row in self.preparer.unparsable
         ]  # fmt: skip
-        for _, row in self._unparsable:
+        for _, row in self.preparer.unparsable:
             certificates.setdefault(row.sha256, row)
-        self._unparsable = []
+        self.preparer.unparsable.clear()
         connection = self.store.connection
         with self.store.transaction():
             if not self._scan_stored:  # with the first batch: a run failing before leaves nothing

@@ -9,9 +9,13 @@ the source, with the precertificate and final certificate that stand for it, and
 entries whose certificate does not parse (their bytes are in ``certificates``).
 
 Checking every entry against the registry in SQL would scan it once per batch, which
-grows with the store. :class:`KeyIndex` keeps instead the first 8 bytes of every recorded
-issuance key in a sorted array (8 bytes per issuance: 8 MB per million), so a batch asks
-the database only about the keys it may already hold.
+grows with the store, and holding every recorded key in memory grows with the store too.
+:class:`KeyIndex` is a Bloom filter of fixed size over the first 8 bytes of every recorded
+issuance key: it answers "certainly not recorded" for almost every new key without the
+database, and "maybe" otherwise, which the writer settles with one exact lookup in
+``ct_issuances`` per batch. Its memory is its size (16 MiB by default) whatever the store
+holds; a store far beyond its capacity only makes the "maybe" answers, and the lookups,
+more frequent, never a duplicate or a lost row.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pinlab.store import Store
 __all__ = [
     "CT_COLUMNS",
     "CT_TABLES",
+    "DEFAULT_INDEX_BYTES",
     "KeyIndex",
     "create_ct_tables",
     "key64",
@@ -101,41 +106,70 @@ def key64(issuance: str) -> int:
     return int.from_bytes(bytes.fromhex(issuance[:16]), "big", signed=True)
 
 
+DEFAULT_INDEX_BYTES = 16 << 20
+"""Size of the issuance index: one in a million new keys asks the database at 1M recorded
+issuances, one in 200 at 10M."""
+_HASHES = 4
+
+
 class KeyIndex:
-    """The ``key64`` of every registered issuance: sorted, plus a set of recent additions."""
+    """A Bloom filter over the ``key64`` of registered issuances, ``size`` bytes."""
 
-    _MERGE_AT = 65_536
-
-    def __init__(self, keys: npt.NDArray[np.int64]) -> None:
-        self._sorted = np.sort(keys.astype(np.int64))
-        self._recent: set[int] = set()
+    def __init__(self, size: int = DEFAULT_INDEX_BYTES) -> None:
+        if size < 8:
+            raise ValueError("the issuance index needs at least 8 bytes")
+        self._bits = np.zeros(size, dtype=np.uint8)
+        self._nbits = np.uint64(size * 8)
+        self._count = 0
 
     @classmethod
-    def load(cls, store: Store) -> KeyIndex:
-        """The index of ``store``'s registry."""
+    def load(cls, store: Store, *, size: int = DEFAULT_INDEX_BYTES) -> KeyIndex:
+        """The index of ``store``'s registry, read in chunks (memory: ``size``)."""
         create_ct_tables(store)
-        column = store.connection.execute("SELECT key64 FROM ct_issuances").fetchnumpy()["key64"]
-        return cls(np.asarray(column, dtype=np.int64))
+        index = cls(size)
+        reader = store.connection.sql("SELECT key64 FROM ct_issuances").to_arrow_reader(1 << 16)
+        for batch in reader:
+            index._insert(batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64))
+        return index
 
     def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
+        """Keys added (with repeats)."""
+        return self._count
+
+    def _positions(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        # key64 is already a slice of SHA-256: its halves are independent hashes, and
+        # h1 + i * h2 (Kirsch and Mitzenmacher) gives the filter's other positions.
+        raw = keys.view(np.uint64)
+        low, high = raw & np.uint64(0xFFFFFFFF), (raw >> np.uint64(32)) | np.uint64(1)
+        steps = np.arange(_HASHES, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            mixed = low[:, None] + steps[None, :] * high[:, None]
+        return mixed % self._nbits
+
+    def _insert(self, keys: npt.NDArray[np.int64]) -> None:
+        positions = self._positions(keys).ravel()
+        np.bitwise_or.at(
+            self._bits,
+            (positions >> np.uint64(3)).astype(np.intp),
+            (np.uint8(1) << (positions & np.uint64(7)).astype(np.uint8)),
+        )
+        self._count += len(keys)
 
     def add(self, keys: list[int]) -> None:
         """Register keys (call after they are committed)."""
-        self._recent.update(keys)
-        if len(self._recent) >= self._MERGE_AT:
-            merged = np.concatenate([self._sorted, np.fromiter(self._recent, dtype=np.int64)])
-            self._sorted = np.sort(merged)
-            self._recent.clear()
+        if keys:
+            self._insert(np.fromiter(keys, dtype=np.int64, count=len(keys)))
 
     def hits(self, keys: list[int]) -> set[int]:
-        """The keys among ``keys`` that may be registered already (exact on 64 bits)."""
-        found = {key for key in keys if key in self._recent}
-        if len(self._sorted) and keys:
-            wanted = np.fromiter(keys, dtype=np.int64, count=len(keys))
-            positions = np.searchsorted(self._sorted, wanted).clip(max=len(self._sorted) - 1)
-            found.update(int(k) for k in wanted[self._sorted[positions] == wanted])
-        return found
+        """The keys among ``keys`` that may be registered already; every key registered
+        is among them (some that are not may be too: the caller checks those exactly)."""
+        if not keys:
+            return set()
+        wanted = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        positions = self._positions(wanted)
+        bits = self._bits[(positions >> np.uint64(3)).astype(np.intp)]
+        present = (bits >> (positions & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
+        return {int(k) for k in wanted[present.all(axis=1)]}
 
 
 def state_of(store: Store, log: str, filter_key: str) -> tuple[int, int] | None:

@@ -35,6 +35,7 @@ __all__ = [
     "identities",
     "issuance_key",
     "issuer_and_aki",
+    "name_fields",
     "rewrite_issuer",
     "strip_extension",
     "tbs_of",
@@ -291,6 +292,16 @@ def _extensions(data: bytes, at: int) -> list[tuple[int, int, bytes, bytes, byte
 
 def _tlv(tag: int, body: bytes) -> bytes:
     return bytes([tag]) + _length(len(body)) + body
+
+
+def name_fields(der: bytes) -> tuple[bytes, bytes]:
+    """(issuer, subject) Name TLVs of a DER certificate; ValueError or IndexError if the
+    DER does not add up."""
+    fields = _tbs_fields(der)
+    offset = 1 if fields[0][0] == 0xA0 else 0
+    _, issuer_start, _, issuer_end = fields[offset + 2]
+    _, subject_start, _, subject_end = fields[offset + 4]
+    return der[issuer_start:issuer_end], der[subject_start:subject_end]
 
 
 def issuer_and_aki(der: bytes) -> tuple[bytes, bytes | None]:

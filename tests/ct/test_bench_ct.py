@@ -15,13 +15,16 @@ from pinlab.ct.merkle import root_hash
 
 def test_quick_ct_benchmark() -> None:
     frame = run_ct_benchmark(entries=1_000_000, quick=True)
-    assert list(frame["mode"]) == [
-        "filtered (1% of names)", "all entries stored", "parse only (in memory, no store)",
-    ]  # fmt: skip
-    assert list(frame["entries"]) == [3000, 3000, 3000]
-    assert list(frame["observations"]) == [30, 3000, 0]
+    modes = list(frame["mode"])
+    assert modes[0] == "filtered (1% of names)"
+    assert modes[1].startswith("all entries stored (")
+    assert "parse process" in modes[1]
+    assert modes[2:] == ["all entries stored (in process)", "parse only (in memory, no store)"]
+    assert list(frame["entries"]) == [3000, 3000, 3000, 3000]
+    assert list(frame["observations"]) == [30, 3000, 3000, 0]
     assert (frame["entries_per_s"] > 0).all()
-    assert frame["rss_mb_end"].iloc[:2].notna().all()
+    assert frame["rss_mb_end"].iloc[:3].notna().all()
+    assert frame["vs_in_process"].iloc[2] == 1.0
 
 
 def test_synthetic_entries_are_distinct_and_well_formed() -> None:
@@ -37,4 +40,4 @@ def test_bench_ct_command_writes_its_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "ct", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "pinlab bench ct" in result.output
-    assert len(read_results(out).rows) == 3
+    assert len(read_results(out).rows) == 4
