@@ -24,7 +24,8 @@ run spent 20-80 % more CPU per handshake on threads, handing the GIL back and fo
 ``do_handshake`` step; with the collector's own per-target work added (parsing, path
 validation, all GIL-bound) asyncio was as fast or faster in every paired run. Per-IP waits
 also cost a suspended coroutine, not a parked thread. Kept: asyncio. Its limit is one core
-per loop; sharding targets over several loops/processes is the way past it.
+per loop; sharding targets over several loops/processes is the way past it. The loop is
+uvloop's (:mod:`pinlab.collect.loop`).
 
 Two stages joined by a bounded queue: a resolver stage (:mod:`pinlab.collect.resolve`,
 ``dns_concurrency`` lookups in flight, its own ``dns_timeout``) runs ahead and feeds
@@ -36,7 +37,9 @@ that does not resolve becomes its row (``nxdomain``, ``servfail``, ``dns_timeout
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
 connections per resolved address (a target takes its address's slot first, then a
 handshake slot, so targets queued behind a silent address with many names idle no
-handshake slot; up to 4 x ``concurrency`` targets are admitted at once), an optional
+handshake slot; up to 4 x ``concurrency`` targets are admitted at once, and a freed
+handshake slot goes to the admitted target that comes first in the file, see
+:mod:`pinlab.collect.slots`), an optional
 global rate (handshake starts per second),
 ``timeout`` covering connect and handshake, optionally ``connect_timeout`` and
 ``handshake_timeout`` for each phase.
@@ -73,8 +76,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from pinlab.certs import Certificate
+from pinlab.collect import loop as event_loop
 from pinlab.collect.aiotls import handshake_async
 from pinlab.collect.resolve import SYSTEM, Resolution, Resolver, parse_resolver
+from pinlab.collect.slots import RankedSlots
 from pinlab.collect.targets import Target
 from pinlab.collect.tls import HandshakeError, client_context
 from pinlab.collect.validation import Validator
@@ -320,7 +325,7 @@ class _Engine:
         self.handshakes = 0
         self.results: list[_Result] = []
         self.resolver: Resolver | None = None
-        self.slots = asyncio.Semaphore(options.concurrency)
+        self.slots = RankedSlots(options.concurrency)
 
     def _stopped(self) -> bool:
         return self.writer.error is not None or not self.writer.is_alive()
@@ -343,6 +348,7 @@ class _Engine:
         admitted = asyncio.Semaphore(options.concurrency * _ADMITTED)
         ticker = asyncio.create_task(self._ticker())
         tasks: set[asyncio.Task[None]] = set()
+        rank = 0
         try:
             while (item := await ready.get()) is not None and not self._stopped():
                 target, observed_at, resolution = item
@@ -352,7 +358,8 @@ class _Engine:
                     await self._finish(_Result(row, ()))
                     continue
                 await admitted.acquire()
-                task = asyncio.create_task(self._target(target, resolution.addresses))
+                rank += 1  # file order: freed handshake slots go to the earliest target
+                task = asyncio.create_task(self._target(target, resolution.addresses, rank))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(lambda _: admitted.release())
@@ -419,7 +426,7 @@ class _Engine:
         resolution = await self.resolver.resolve(target.host)
         await ready.put((target, observed_at, resolution))
 
-    async def _target(self, target: Target, addresses: tuple[str, ...]) -> None:
+    async def _target(self, target: Target, addresses: tuple[str, ...], rank: int) -> None:
         # Several addresses are recorded with every try (source_extra); one alone is the
         # ip column's.
         extra = json.dumps({"addresses": list(addresses)}) if len(addresses) > 1 else None
@@ -427,7 +434,7 @@ class _Engine:
         while True:
             attempt += 1
             ip = addresses[(attempt - 1) % len(addresses)]
-            result = await self._attempt(target, attempt, ip, extra)
+            result = await self._attempt(target, attempt, ip, extra, rank)
             status = result.observation.status
             if status not in TRANSIENT_STATUSES or attempt > self.options.retries:
                 break
@@ -454,11 +461,14 @@ class _Engine:
             await asyncio.sleep(self.options.flush_seconds / 2)
             await self._hand_over()
 
-    async def _attempt(self, target: Target, attempt: int, ip: str, extra: str | None) -> _Result:
+    async def _attempt(
+        self, target: Target, attempt: int, ip: str, extra: str | None, rank: int
+    ) -> _Result:
         observed_at = self.clock()
         options = self.options
         try:
-            async with self.per_ip.hold(ip), self.slots:  # the address first, then a slot
+            # The address first, then a handshake slot (granted in file order: slots.py).
+            async with self.per_ip.hold(ip), self.slots.hold(rank):
                 await self.rate.wait()
                 observed_at = self.clock()  # the handshake starts now, after any wait
                 self.handshakes += 1
@@ -598,7 +608,7 @@ def collect(
     started = time.perf_counter()
     writer.start()
     try:
-        summary.skipped = asyncio.run(engine.run(targets, skip or set()))
+        summary.skipped = event_loop.run(engine.run(targets, skip or set()))
     finally:
         writer.queue.put(None)
         writer.join()

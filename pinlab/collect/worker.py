@@ -31,6 +31,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from pinlab.certs import Certificate
+from pinlab.collect import loop as event_loop
 from pinlab.collect.engine import CollectOptions, _Engine, _Result
 from pinlab.collect.plan import read_targets
 from pinlab.store.records import Scan
@@ -121,7 +122,7 @@ def run_worker(spec: WorkerSpec, queue: Queue[tuple[str, int, object]], ready: E
             finally:
                 watcher.cancel()
 
-        asyncio.run(main())
+        event_loop.run(main())
         queue.put(("done", spec.index, engine.handshakes))
     except BaseException:
         queue.put(("error", spec.index, traceback.format_exc()))
