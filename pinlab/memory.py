@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUFFER_SHARE",
     "DUCKDB_SHARE",
+    "ENVIRONMENT",
     "MIN_BYTES",
     "MemoryBudget",
     "MemoryLimitError",
@@ -42,6 +43,10 @@ DUCKDB_SHARE = 0.6
 """DuckDB's share of the budget: it spills past it, so it can have most."""
 BUFFER_SHARE = 0.2
 """pinlab's own buffers' share (the replay's batches and the rows built from them)."""
+ENVIRONMENT = "PINLAB_MEMORY_LIMIT"
+"""A budget given to code that opens stores without a ``memory=`` argument of its own:
+``pinlab report`` sets it for the notebooks' kernels, and a user may set it before
+``make lab``. Same syntax as ``--memory-limit``."""
 MIN_BYTES = 64 * 2**20
 """The smallest budget accepted: below it DuckDB cannot hold a sort's working set."""
 REPLAY_ROW_BYTES = 8_000
@@ -104,6 +109,17 @@ class MemoryBudget:
         """Half of :func:`physical_memory`: the analysis leaves the other half to the rest
         of the machine (a collector, a notebook) and never starts the system swapping."""
         return cls(max(physical_memory() // 2, MIN_BYTES))
+
+    @classmethod
+    def from_environment(cls) -> MemoryBudget | None:
+        """The budget :data:`ENVIRONMENT` names, None when it is unset or empty."""
+        text = os.environ.get(ENVIRONMENT, "").strip()
+        if not text:
+            return None
+        try:
+            return cls.parse(text)
+        except MemoryLimitError as error:
+            raise MemoryLimitError(f"{ENVIRONMENT}={text}: {error}") from None
 
     @classmethod
     def parse(cls, text: str) -> MemoryBudget:

@@ -9,7 +9,13 @@ import pytest
 
 from pinlab.bench.history_data import START, generate
 from pinlab.commands._options import memory_budget
-from pinlab.memory import MIN_BYTES, MemoryBudget, MemoryLimitError, physical_memory
+from pinlab.memory import (
+    ENVIRONMENT,
+    MIN_BYTES,
+    MemoryBudget,
+    MemoryLimitError,
+    physical_memory,
+)
 from pinlab.store import Scan, Store, export_dataset, open_store
 from tests.conformance.conftest import invoke_pinlab
 from tests.test_options import assert_usage_error
@@ -64,6 +70,7 @@ def test_pinlab_buffers_are_sized_from_the_budget() -> None:
         ["audit", "x.xml"],
         ["updates"],
         ["forward", "--pool", "x.pem"],
+        ["report", "--out", "report"],
     ],
 )
 @pytest.mark.parametrize("value", ["abc", "0", "-1GB", "inf"])
@@ -106,6 +113,22 @@ def test_the_budget_reaches_duckdb_for_a_file_and_a_dataset(tmp_path: Path) -> N
         assert not store.spill.exists()  # removed on close
     with open_store(tmp_path / "s.duckdb") as store:  # no budget: DuckDB's own default
         assert store.spill is None
+
+
+def test_stores_opened_without_a_budget_take_the_environments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pinlab report`` hands its budget to the notebooks' kernels this way."""
+    with Store.open(tmp_path / "s.duckdb") as store:
+        generate(store.connection, hosts=5)
+    monkeypatch.setenv(ENVIRONMENT, "1GB")
+    with open_store(tmp_path / "s.duckdb") as store:
+        [(limit,)] = store.connection.execute("SELECT current_setting('memory_limit')").fetchall()
+        assert limit == _expected("572MiB")  # 60 % of 1 GB
+        assert store.spill is not None
+    monkeypatch.setenv(ENVIRONMENT, "lots")
+    with pytest.raises(MemoryLimitError, match="PINLAB_MEMORY_LIMIT=lots"):
+        open_store(tmp_path / "s.duckdb")
 
 
 def test_history_runs_within_a_small_limit(tmp_path: Path) -> None:

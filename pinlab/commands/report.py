@@ -8,9 +8,12 @@ written); 2 for unusable input (no such store, missing benchmark file, no notebo
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -23,9 +26,12 @@ from rich.progress import (
 )
 
 from pinlab.commands._common import err_console, usage_errors
-from pinlab.commands._options import valid_seconds
+from pinlab.commands._options import MemoryLimitOption, memory_budget, valid_seconds
 from pinlab.commands._output import say, shown
 from pinlab.errors import PinlabError
+
+if TYPE_CHECKING:
+    from pinlab.memory import MemoryBudget
 
 EXIT_NOTEBOOK_FAILED = 1
 
@@ -95,6 +101,7 @@ def report_command(
             "if a reader would see NaN, inf, an empty chart or a negative cost.",
         ),
     ] = None,
+    memory_limit: MemoryLimitOption = None,
 ) -> None:
     """Execute the notebooks against a store; write each as HTML plus an index.html."""
     from pinlab.report import (
@@ -109,7 +116,8 @@ def report_command(
 
     with usage_errors():
         chosen = _notebooks(notebooks or default_notebooks_dir(), only)
-        open_store(db).close()  # a clear error now, not in a kernel later
+        budget = memory_budget(memory_limit)
+        open_store(db, memory=budget).close()  # a clear error now, not in a kernel later
         if bench is not None and not bench.is_file():
             raise PinlabError(f"--bench {bench}: no such file")
         parameters: dict[str, object] = {
@@ -146,15 +154,16 @@ def report_command(
                 progress.update(tasks[name], completed=done if total else 1)
 
             try:
-                results = build_report(
-                    chosen,
-                    out,
-                    parameters,
-                    kernel=kernel,
-                    timeout=timeout,
-                    progress=advance,
-                    now=datetime.now(UTC),
-                )
+                with _budget_for_kernels(budget):
+                    results = build_report(
+                        chosen,
+                        out,
+                        parameters,
+                        kernel=kernel,
+                        timeout=timeout,
+                        progress=advance,
+                        now=datetime.now(UTC),
+                    )
             except NotebookFailed as failure:
                 progress.stop()
                 say(f"pinlab: error: {shown(failure)}", err=True)
@@ -165,6 +174,24 @@ def report_command(
     say(f"report: {(out / 'index.html').resolve()}")
     if screenshots is not None:
         _check_pages(out, screenshots)
+
+
+@contextlib.contextmanager
+def _budget_for_kernels(budget: MemoryBudget) -> Iterator[None]:
+    """Give the notebooks' kernels (which inherit this environment) ``budget``: their
+    ``open_store`` calls read it (:data:`pinlab.memory.ENVIRONMENT`). The notebooks run one
+    after the other, so each may have all of it."""
+    from pinlab.memory import ENVIRONMENT
+
+    before = os.environ.get(ENVIRONMENT)
+    os.environ[ENVIRONMENT] = str(budget.bytes)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[ENVIRONMENT]
+        else:
+            os.environ[ENVIRONMENT] = before
 
 
 def _check_pages(out: Path, screenshots: Path) -> None:

@@ -291,8 +291,11 @@ def open_store(path: str | Path, *, memory: MemoryBudget | None = None) -> Store
 
     The one call ``pinlab history``, ``pinlab simulate`` and notebooks need to read either.
     ``memory`` bounds DuckDB's share of an analysis's budget (the CLI passes
-    ``--memory-limit``); without it DuckDB's own default applies (80 % of the machine).
+    ``--memory-limit``); without it, the budget ``PINLAB_MEMORY_LIMIT`` names (``pinlab
+    report`` sets it for the notebooks), else DuckDB's own default (80 % of the machine).
     """
+    if memory is None:
+        memory = MemoryBudget.from_environment()
     if is_dataset(path):
         return open_dataset(path, memory=memory)
     return Store.open(path, read_only=True, memory=memory)

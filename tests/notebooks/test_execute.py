@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import duckdb
 import nbformat
 import pandas as pd
 import pytest
@@ -166,6 +167,31 @@ def test_a_notebook_whose_data_is_absent_is_skipped(small_store: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert "skipped 01-tiny" in result.output
     assert "Skipped: no real-histories/manifest.csv" in (out / "index.html").read_text()
+
+
+def test_the_memory_limit_reaches_the_notebooks_stores(small_store: Path, tmp_path: Path) -> None:
+    """``--memory-limit`` (default: half of the machine) bounds the stores the notebooks
+    open, as it bounds those of the other analysis commands."""
+    folder = _notebooks(
+        tmp_path / "nb",
+        "db = ''",
+        "from pinlab.store import open_store\n"
+        "with open_store(db) as store:\n"
+        "    [(limit,)] = store.connection.execute(\n"
+        "        \"SELECT current_setting('memory_limit')\").fetchall()\n"
+        "print(f'duckdb memory_limit={limit}')",
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["report", "--db", str(small_store), "--out", str(out), "--notebooks", str(folder),
+         "--memory-limit", "1GB"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '572MiB'")  # 60 % of 1 GB, DuckDB's share
+    [(expected,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    assert f"duckdb memory_limit={expected}" in (out / "01-tiny.html").read_text()
 
 
 def test_usage_errors_exit_2(small_store: Path, tmp_path: Path) -> None:
