@@ -37,9 +37,7 @@ that does not resolve becomes its row (``nxdomain``, ``servfail``, ``dns_timeout
 Politeness: a global limit of handshakes in flight (``concurrency``), at most ``per_ip``
 connections per resolved address (a target takes its address's slot first, then a
 handshake slot, so targets queued behind a silent address with many names idle no
-handshake slot; up to 4 x ``concurrency`` targets are admitted at once, and a freed
-handshake slot goes to the admitted target that comes first in the file, see
-:mod:`pinlab.collect.slots`), an optional
+handshake slot; up to 4 x ``concurrency`` targets are admitted at once), an optional
 global rate (handshake starts per second),
 ``timeout`` covering connect and handshake, optionally ``connect_timeout`` and
 ``handshake_timeout`` for each phase.
@@ -79,7 +77,6 @@ from pinlab.certs import Certificate
 from pinlab.collect import loop as event_loop
 from pinlab.collect.aiotls import handshake_async
 from pinlab.collect.resolve import SYSTEM, Resolution, Resolver, parse_resolver
-from pinlab.collect.slots import RankedSlots
 from pinlab.collect.targets import Target
 from pinlab.collect.tls import HandshakeError, client_context
 from pinlab.collect.validation import Validator
@@ -325,7 +322,7 @@ class _Engine:
         self.handshakes = 0
         self.results: list[_Result] = []
         self.resolver: Resolver | None = None
-        self.slots = RankedSlots(options.concurrency)
+        self.slots = asyncio.Semaphore(options.concurrency)
 
     def _stopped(self) -> bool:
         return self.writer.error is not None or not self.writer.is_alive()
@@ -348,7 +345,6 @@ class _Engine:
         admitted = asyncio.Semaphore(options.concurrency * _ADMITTED)
         ticker = asyncio.create_task(self._ticker())
         tasks: set[asyncio.Task[None]] = set()
-        rank = 0
         try:
             while (item := await ready.get()) is not None and not self._stopped():
                 target, observed_at, resolution = item
@@ -358,8 +354,7 @@ class _Engine:
                     await self._finish(_Result(row, ()))
                     continue
                 await admitted.acquire()
-                rank += 1  # file order: freed handshake slots go to the earliest target
-                task = asyncio.create_task(self._target(target, resolution.addresses, rank))
+                task = asyncio.create_task(self._target(target, resolution.addresses))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(lambda _: admitted.release())
@@ -426,7 +421,7 @@ class _Engine:
         resolution = await self.resolver.resolve(target.host)
         await ready.put((target, observed_at, resolution))
 
-    async def _target(self, target: Target, addresses: tuple[str, ...], rank: int) -> None:
+    async def _target(self, target: Target, addresses: tuple[str, ...]) -> None:
         # Several addresses are recorded with every try (source_extra); one alone is the
         # ip column's.
         extra = json.dumps({"addresses": list(addresses)}) if len(addresses) > 1 else None
@@ -434,7 +429,7 @@ class _Engine:
         while True:
             attempt += 1
             ip = addresses[(attempt - 1) % len(addresses)]
-            result = await self._attempt(target, attempt, ip, extra, rank)
+            result = await self._attempt(target, attempt, ip, extra)
             status = result.observation.status
             if status not in TRANSIENT_STATUSES or attempt > self.options.retries:
                 break
@@ -461,14 +456,11 @@ class _Engine:
             await asyncio.sleep(self.options.flush_seconds / 2)
             await self._hand_over()
 
-    async def _attempt(
-        self, target: Target, attempt: int, ip: str, extra: str | None, rank: int
-    ) -> _Result:
+    async def _attempt(self, target: Target, attempt: int, ip: str, extra: str | None) -> _Result:
         observed_at = self.clock()
         options = self.options
         try:
-            # The address first, then a handshake slot (granted in file order: slots.py).
-            async with self.per_ip.hold(ip), self.slots.hold(rank):
+            async with self.per_ip.hold(ip), self.slots:  # the address first, then a slot
                 await self.rate.wait()
                 observed_at = self.clock()  # the handshake starts now, after any wait
                 self.handshakes += 1

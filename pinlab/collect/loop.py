@@ -5,7 +5,7 @@ loop's own cost per event is the collector's overhead beside OpenSSL. On the sim
 internet (20,000 names, ``pinlab bench internet``), uvloop cut the collector's CPU from
 51.6 s to 45.2 s and the mean time an ok handshake held its slot from 510 ms to 433 ms
 against 320 ms of round trips, because a loop that answers sooner holds each slot for
-less. Everything the collector uses (streams, ``asyncio.timeout``, executors, c-ares's
+less. Everything the collector uses (streams, ``asyncio.timeout``, executors, dnspython's
 sockets) runs on it unchanged.
 """
 
