@@ -29,7 +29,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,20 @@ class DatasetStore(Store):
     def __init__(self, path: Path, connection: duckdb.DuckDBPyConnection, spill: Path) -> None:
         super().__init__(path, connection)
         self.spill = spill
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the store is closed (a snapshot's reader releases its lease)."""
+        self._on_close.append(action)
+
+    def close(self) -> None:
+        """Close the connection, then run what :meth:`on_close` registered."""
+        try:
+            super().close()
+        finally:
+            actions, self._on_close = self._on_close, []
+            for action in actions:
+                action()
 
     def _read_only(self, *_args: object, **_kwargs: object) -> Any:
         raise StoreError(

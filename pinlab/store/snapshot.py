@@ -8,12 +8,21 @@ last), then removes all but the two newest. :func:`open_snapshot` opens the newe
 with the read API of :func:`~pinlab.store.open_store`, from any process, while the campaign
 runs. Each snapshot costs an export of the whole store, so choose the interval by the
 store's size (a minute for millions of observations).
+
+A reader holds a shared ``flock`` on its snapshot's lock file until it closes it, and an old
+snapshot is removed only under an exclusive lock taken without waiting: a snapshot being
+read is never removed under its reader, however slow the reader or short the interval
+(before, a reader slower than two intervals lost its files mid-query). Whoever finds an old
+snapshot free removes it, the writer after each export or a reader when it closes.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -28,6 +37,8 @@ KEEP = 2
 """Snapshots kept: a reader that opened the previous one can finish reading it."""
 
 _COMPLETE = Path("meta") / "part-0.parquet"  # export_flat writes it last
+_LOCK = "readers.lock"
+_OPEN_TRIES = 20
 
 
 def snapshot_dir(db: str | Path) -> Path:
@@ -49,14 +60,64 @@ def latest_snapshot(db: str | Path) -> Path | None:
 
 
 def open_snapshot(db: str | Path) -> DatasetStore:
-    """The newest whole snapshot of the store ``db``, for reading while a campaign writes it."""
-    latest = latest_snapshot(db)
-    if latest is None:
-        raise StoreError(
-            f"{db}: no snapshot to read; run the campaign with pinlab collect --snapshot-every "
-            "SECONDS (or, once it has ended, open the store itself)"
-        )
-    return open_dataset(latest)
+    """The newest whole snapshot of the store ``db``, for reading while a campaign writes it.
+
+    The snapshot stays on disk until the store returned is closed (see the module's text).
+    """
+    for _ in range(_OPEN_TRIES):
+        latest = latest_snapshot(db)
+        if latest is None:
+            raise StoreError(
+                f"{db}: no snapshot to read; run the campaign with pinlab collect "
+                "--snapshot-every SECONDS (or, once it has ended, open the store itself)"
+            )
+        lease = _lease(latest)
+        if lease is None:
+            continue  # removed between finding it and locking it: take the newer one
+        try:
+            store = open_dataset(latest)
+        except BaseException:
+            os.close(lease)
+            raise
+        store.on_close(partial(_release, lease, latest.parent))
+        return store
+    raise StoreError(f"{db}: snapshots are removed faster than they can be opened")
+
+
+def _lease(snapshot: Path) -> int | None:
+    """A shared lock on ``snapshot`` (its descriptor), None if it is being or was removed."""
+    try:
+        fd = os.open(snapshot / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a remover holds it (an rmtree)
+    if (snapshot / _COMPLETE).is_file():
+        return fd
+    os.close(fd)
+    return None
+
+
+def _release(lease: int, root: Path) -> None:
+    os.close(lease)
+    _prune(root)
+
+
+def _prune(root: Path) -> None:
+    """Remove the snapshots older than the newest :data:`KEEP` that no reader holds."""
+    for _, old in _numbered(root)[:-KEEP]:
+        try:
+            fd = os.open(old / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a reader holds it: whoever finds it free later removes it
+        try:
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 class SnapshotWriter:
@@ -75,5 +136,4 @@ class SnapshotWriter:
         existing = _numbered(self.root)
         number = existing[-1][0] + 1 if existing else 1
         export_flat(connection, self.root / f"{number:09d}")
-        for _, old in _numbered(self.root)[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
+        _prune(self.root)

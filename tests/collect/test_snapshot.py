@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pinlab.bench.history_data import generate
 from pinlab.store import Store, StoreError, latest_snapshot, open_snapshot, snapshot_dir
+from pinlab.store.snapshot import SnapshotWriter
 from tests.collect.conftest import Farm
 
 PINLAB = str(Path(sys.executable).with_name("pinlab"))
@@ -53,3 +55,26 @@ def test_a_reader_follows_a_running_campaign_through_snapshots(tmp_path: Path, f
         assert snapshot.counts()["observations"] == TARGETS
         assert list(snapshot.scans_df()["finished_at"].notna()) == [True]
     assert len(list(snapshot_dir(db).iterdir())) <= 2  # old snapshots are removed
+
+
+def test_a_snapshot_being_read_outlives_newer_ones(tmp_path: Path) -> None:
+    """A reader slower than two intervals kept losing its Parquet files mid-query (the
+    writer removed all but the two newest snapshots). Now the snapshot it holds stays until
+    it closes, and the last one to let go of an old snapshot removes it."""
+    db = tmp_path / "store.duckdb"
+    with Store.open(db) as store:
+        generate(store.connection, hosts=10)
+        snapshots = SnapshotWriter(db, every=3600)
+        snapshots(store.connection, force=True)
+        with open_snapshot(db) as reader:
+            held = latest_snapshot(db)
+            for _ in range(3):  # the writer moves on by three snapshots
+                snapshots(store.connection, force=True)
+            assert held is not None
+            assert held.is_dir()
+            assert reader.counts()["observations"] == 120  # still readable, every part there
+            assert len(list(snapshot_dir(db).iterdir())) == 3  # the held one and two newest
+        assert not held.exists()  # removed by the reader as it let go
+        assert len(list(snapshot_dir(db).iterdir())) == 2
+        snapshots(store.connection, force=True)  # nobody reads: the writer prunes as before
+        assert len(list(snapshot_dir(db).iterdir())) == 2
