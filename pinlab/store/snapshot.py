@@ -87,9 +87,12 @@ def open_snapshot(db: str | Path) -> DatasetStore:
 def _lease(snapshot: Path) -> int | None:
     """A shared lock on ``snapshot`` (its descriptor), None if it is being or was removed."""
     try:
-        fd = os.open(snapshot / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+        fd = os.open(snapshot / _LOCK, os.O_RDONLY)  # the writer made it with the snapshot
     except FileNotFoundError:
-        return None
+        try:  # a snapshot written before readers took locks (or one being removed)
+            fd = os.open(snapshot / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            return None
     fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a remover holds it (an rmtree)
     if (snapshot / _COMPLETE).is_file():
         return fd
@@ -106,9 +109,10 @@ def _prune(root: Path) -> None:
     """Remove the snapshots older than the newest :data:`KEEP` that no reader holds."""
     for _, old in _numbered(root)[:-KEEP]:
         try:
-            fd = os.open(old / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            continue  # removed meanwhile
+            fd = os.open(old / _LOCK, os.O_RDONLY)
+        except FileNotFoundError:  # being removed, or made before readers took locks:
+            shutil.rmtree(old, ignore_errors=True)  # no reader can hold it
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -135,5 +139,8 @@ class SnapshotWriter:
         self.last = now
         existing = _numbered(self.root)
         number = existing[-1][0] + 1 if existing else 1
-        export_flat(connection, self.root / f"{number:09d}")
+        snapshot = self.root / f"{number:09d}"
+        snapshot.mkdir(parents=True)
+        (snapshot / _LOCK).touch()  # before the snapshot is whole, so every reader finds it
+        export_flat(connection, snapshot)
         _prune(self.root)
