@@ -84,15 +84,26 @@ def open_snapshot(db: str | Path) -> DatasetStore:
     raise StoreError(f"{db}: snapshots are removed faster than they can be opened")
 
 
-def _lease(snapshot: Path) -> int | None:
-    """A shared lock on ``snapshot`` (its descriptor), None if it is being or was removed."""
+def _lock_file(snapshot: Path) -> int | None:
+    """A descriptor of ``snapshot``'s lock file, None if the snapshot is gone.
+
+    The writer makes the file with the snapshot (readers need no write access); one made
+    before readers took locks gets it now.
+    """
     try:
-        fd = os.open(snapshot / _LOCK, os.O_RDONLY)  # the writer made it with the snapshot
+        return os.open(snapshot / _LOCK, os.O_RDONLY)
     except FileNotFoundError:
-        try:  # a snapshot written before readers took locks (or one being removed)
-            fd = os.open(snapshot / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            return os.open(snapshot / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
         except OSError:
             return None
+
+
+def _lease(snapshot: Path) -> int | None:
+    """A shared lock on ``snapshot`` (its descriptor), None if it is being or was removed."""
+    fd = _lock_file(snapshot)
+    if fd is None:
+        return None
     fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a remover holds it (an rmtree)
     if (snapshot / _COMPLETE).is_file():
         return fd
@@ -108,17 +119,18 @@ def _release(lease: int, root: Path) -> None:
 def _prune(root: Path) -> None:
     """Remove the snapshots older than the newest :data:`KEEP` that no reader holds."""
     for _, old in _numbered(root)[:-KEEP]:
-        try:
-            fd = os.open(old / _LOCK, os.O_RDONLY)
-        except FileNotFoundError:  # being removed, or made before readers took locks:
-            shutil.rmtree(old, ignore_errors=True)  # no reader can hold it
-            continue
+        fd = _lock_file(old)
+        if fd is None:
+            continue  # removed meanwhile
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             continue  # a reader holds it: whoever finds it free later removes it
         try:
+            # No longer whole first: a reader that finds the lock file already gone makes a
+            # new one, and must then see a snapshot being removed, not one to read.
+            (old / _COMPLETE).unlink(missing_ok=True)
             shutil.rmtree(old, ignore_errors=True)
         finally:
             os.close(fd)
