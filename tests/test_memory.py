@@ -83,7 +83,7 @@ def test_every_analysis_command_checks_it_where_it_enters(
     assert not db.exists()
 
 
-def _expected(limit: str) -> str:
+def duckdb_shows(limit: str) -> str:
     """What DuckDB reports for ``limit`` set on a connection of its own."""
     con = duckdb.connect()
     con.execute("SET memory_limit = ?", [limit])
@@ -104,7 +104,7 @@ def test_the_budget_reaches_duckdb_for_a_file_and_a_dataset(tmp_path: Path) -> N
             [(limit, spill)] = con.execute(
                 "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
             ).fetchall()
-            assert limit == _expected(budget.duckdb_limit) == _expected("572MiB")  # 60 %
+            assert limit == duckdb_shows(budget.duckdb_limit) == duckdb_shows("572MiB")  # 60 %
             assert store.spill is not None
             assert Path(spill) == store.spill
             assert store.spill.is_dir()
@@ -124,7 +124,7 @@ def test_stores_opened_without_a_budget_take_the_environments(
     monkeypatch.setenv(ENVIRONMENT, "1GB")
     with open_store(tmp_path / "s.duckdb") as store:
         [(limit,)] = store.connection.execute("SELECT current_setting('memory_limit')").fetchall()
-        assert limit == _expected("572MiB")  # 60 % of 1 GB
+        assert limit == duckdb_shows("572MiB")  # 60 % of 1 GB
         assert store.spill is not None
     monkeypatch.setenv(ENVIRONMENT, "lots")
     with pytest.raises(MemoryLimitError, match="PINLAB_MEMORY_LIMIT=lots"):

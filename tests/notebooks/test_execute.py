@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import duckdb
 import nbformat
 import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pinlab.cli import app
 from pinlab.report.check import check_report, reader_problems
 from tests.notebooks.conftest import NOTEBOOKS, REPO
+from tests.test_memory import duckdb_shows
 
 runner = CliRunner()
 
@@ -135,16 +135,18 @@ def _notebooks(folder: Path, *sources: str, metadata: dict[str, object] | None =
     return folder
 
 
+def _report(store: Path, out: Path, notebooks: Path, *options: str) -> Result:
+    """``pinlab report`` of ``store`` into ``out`` with the notebooks of ``notebooks``."""
+    arguments = ["report", "--db", str(store), "--out", str(out), "--notebooks", str(notebooks)]
+    return runner.invoke(app, [*arguments, *options])
+
+
 def test_a_failing_cell_fails_the_report_with_its_error(small_store: Path, tmp_path: Path) -> None:
     folder = _notebooks(
         tmp_path / "nb", "value = 1", "print('fine')", "raise ValueError(f'boom {value}')"
     )
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        ["report", "--db", str(small_store), "--out", str(out), "--notebooks", str(folder),
-         "-p", "value=7"],
-    )  # fmt: skip
+    result = _report(small_store, out, folder, "-p", "value=7")
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
     assert "pinlab: error: 01-tiny.ipynb: cell 3 raised ValueError: boom 7" in message
@@ -159,11 +161,7 @@ def test_a_notebook_whose_data_is_absent_is_skipped(small_store: Path, tmp_path:
         metadata={"pinlab": {"requires": {"shared_data": "real-histories/manifest.csv"}}},
     )  # fmt: skip
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        ["report", "--db", str(small_store), "--out", str(out), "--notebooks", str(folder),
-         "--data", str(tmp_path / "nowhere")],
-    )  # fmt: skip
+    result = _report(small_store, out, folder, "--data", str(tmp_path / "nowhere"))
     assert result.exit_code == 0, result.output
     assert "skipped 01-tiny" in result.output
     assert "Skipped: no real-histories/manifest.csv" in (out / "index.html").read_text()
@@ -182,15 +180,9 @@ def test_the_memory_limit_reaches_the_notebooks_stores(small_store: Path, tmp_pa
         "print(f'duckdb memory_limit={limit}')",
     )
     out = tmp_path / "out"
-    result = runner.invoke(
-        app,
-        ["report", "--db", str(small_store), "--out", str(out), "--notebooks", str(folder),
-         "--memory-limit", "1GB"],
-    )  # fmt: skip
+    result = _report(small_store, out, folder, "--memory-limit", "1GB")
     assert result.exit_code == 0, result.output
-    con = duckdb.connect()
-    con.execute("SET memory_limit = '572MiB'")  # 60 % of 1 GB, DuckDB's share
-    [(expected,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    expected = duckdb_shows("572MiB")  # 60 % of 1 GB, DuckDB's share
     assert f"duckdb memory_limit={expected}" in (out / "01-tiny.html").read_text()
 
 
