@@ -4,7 +4,8 @@ The simulated internet (:mod:`pinlab.testbed.internet`) plants a known mix of ou
 latencies and timeouts, so the time a campaign *must* take is known before it starts:
 :func:`wait_bound` plays out the ideal schedule of every target (a DNS slot, then a
 handshake slot and a slot of its address per try) with no CPU cost. pinlab's campaign runs through
-``pinlab collect`` (a child process: its peak memory is its own) and the same campaign
+``pinlab collect --processes 1`` (a child process: its peak memory is its own; one
+collector process, as the bare loop is one process) and the same campaign
 through a bare asyncio loop (:mod:`pinlab.bench.bareloop`: the same resolver, timeouts,
 retries and per-IP limit; no store, no parsing, DNS inside the handshake slot as a naive
 loop does it).
@@ -197,6 +198,8 @@ def _option_args(options: CollectOptions) -> list[str]:
         "--handshake-timeout", str(options.handshake_timeout), "--retries", str(options.retries),
         "--dns-concurrency", str(options.dns_concurrency),
         "--dns-timeout", str(options.dns_timeout), "--resolver", options.resolver,
+        # one collector process, as the bare loop is one: the bench compares schedules
+        "--processes", "1",
     ]  # fmt: skip
 
 

@@ -130,13 +130,15 @@ def collect_command(
         typer.Option(help="Local Dask workers: collect into --db DIR.", callback=count_in(1, 1024)),
     ] = None,
     processes: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="Collector processes, targets sharded by IP; 0: one per usable core. "
-            "Default 1: two processes measured slower than one on a 2-core machine.",
+            "Default: one per usable core, fewer for a campaign of under 2,000 targets "
+            "or 500/s of --rate per process (it says how many it runs, and why).",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     snapshot_every: Annotated[
         float | None,
         typer.Option(
@@ -162,7 +164,7 @@ def collect_command(
             dns_timeout=dns_timeout, resolver=resolver,
         )  # fmt: skip
         if cluster is not None or workers is not None:  # a Parquet dataset: pinlab.store.dataset
-            if processes != 1:
+            if processes not in (None, 1):
                 raise PinlabError(
                     "--processes is for a DuckDB store; a cluster runs one collector per "
                     "worker (--workers, or dask worker --nthreads 1 per core)"
@@ -178,12 +180,9 @@ def collect_command(
                 source, db, options, anchors, cluster=cluster, workers=workers, port=port,
                 label=label, resume=resume, no_sni=no_sni, total=total,
             )  # fmt: skip
-        if processes == 0:
-            from pinlab.collect.processes import usable_cores
-
-            processes = usable_cores()
         with Store.open(db) as store:
             scan, skip = _scan(store, source, options, anchors.name, label, resume, no_sni)
+            processes = _processes(processes, total - len(skip), rate)
             bad_lines = 0
 
             def report(error: TargetError) -> None:
@@ -228,6 +227,18 @@ def collect_command(
         if bad_lines > MAX_REPORTED_BAD_LINES:
             say(f"pinlab: {bad_lines} bad target lines in all", err=True)
         print_summary(summary, bad_lines, validations)
+
+
+def _processes(asked: int | None, targets: int, rate: float | None) -> int:
+    """``--processes`` as given (0: one per usable core), or chosen and said on stderr."""
+    from pinlab.collect.processes import choose_processes, usable_cores
+
+    if asked is not None:
+        return asked or usable_cores()
+    choice = choose_processes(targets, rate)
+    plural = "es" if choice.processes > 1 else ""
+    say(f"pinlab: {choice.processes} collector process{plural}: {choice.reason}", err=True)
+    return choice.processes
 
 
 def _scan(

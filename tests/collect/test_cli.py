@@ -172,6 +172,8 @@ def test_repeated_run_is_a_new_scan_and_round_trips(tmp_path: Path, farm: Farm) 
         result = runner.invoke(app, [*arguments, "--timeout", "2", "--label", "weekly"])
         assert result.exit_code == 0, result.output
         assert "line 6" in result.output
+        # not told how many processes: it says how many it runs, and why
+        assert "1 collector process: 6 targets, at least 2,000 per process" in result.output
     assert "distinct certificates" in result.output
     with Store.open(db, read_only=True) as store:
         assert store.counts()["scans"] == 2

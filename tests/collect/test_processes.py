@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from pinlab.collect import CollectOptions, Target, collect
-from pinlab.collect.processes import share_options
+from pinlab.collect.processes import choose_processes, share_options
 from pinlab.store import Observation, Scan, Store, StoreError
 from pinlab.verify import TrustStore
 from tests.collect.conftest import Farm
@@ -21,6 +21,27 @@ NOW = datetime(2025, 6, 1, tzinfo=UTC)
 def fixed_clock() -> datetime:
     """Module-level, so that collector processes can import it by name."""
     return NOW
+
+
+@pytest.mark.parametrize(
+    ("targets", "rate", "cores", "processes", "reason"),
+    [
+        (100_000, None, 4, 4, "one per usable core (4)"),
+        (100_000, None, 1, 1, "one per usable core (1)"),
+        (5_000, None, 4, 2, "5,000 targets, at least 2,000 per process"),
+        (3_999, None, 2, 1, "3,999 targets, at least 2,000 per process"),
+        (4_000, None, 2, 2, "one per usable core (2)"),
+        (0, None, 2, 1, "0 targets, at least 2,000 per process"),
+        (100_000, 1_200.0, 8, 2, "--rate 1200, at least 500/s per process"),
+        (100_000, 40.0, 2, 1, "--rate 40, at least 500/s per process"),
+        (3_000, 40.0, 4, 1, "3,000 targets, at least 2,000 per process"),  # the first of ties
+    ],
+)
+def test_the_default_processes_are_the_cores_a_campaign_keeps_busy(
+    targets: int, rate: float | None, cores: int, processes: int, reason: str
+) -> None:
+    choice = choose_processes(targets, rate, cores=cores)
+    assert (choice.processes, choice.reason) == (processes, reason)
 
 
 @pytest.mark.parametrize(
