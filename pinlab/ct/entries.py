@@ -22,10 +22,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pinlab.ct.errors import LogMisbehaviourError
 from pinlab.ct.merkle import leaf_hash
+from pinlab.positional import PickledByPosition
 
 __all__ = [
     "EntryType",
@@ -51,7 +51,7 @@ _TYPES = (EntryType.X509, EntryType.PRECERT)  # indexing beats calling the enum,
 
 
 @dataclass(frozen=True, slots=True)
-class LogEntry:
+class LogEntry(PickledByPosition):
     """One parsed log entry.
 
     ``certificate`` is the DER of the logged certificate (``x509_entry``) or of the
@@ -84,21 +84,6 @@ class LogEntry:
     def is_precert(self) -> bool:
         """Whether the entry logs a precertificate."""
         return self.entry_type is EntryType.PRECERT
-
-    def __reduce__(self) -> tuple[type[LogEntry], tuple[Any, ...]]:
-        # Positional fields to the constructor: a third of the default slots pickling
-        # (dataclasses' __getstate__/__setstate__ loop in Python), and these cross to and
-        # from the CT parse workers by the million.
-        return LogEntry, (
-            self.index,
-            self.timestamp,
-            self.entry_type,
-            self.certificate,
-            self.chain,
-            self.leaf_input,
-            self.tbs,
-            self.issuer_key_hash,
-        )
 
 
 def _u24(data: bytes, pos: int, end: int, what: str, index: int) -> tuple[bytes, int]:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pinlab.ct.checks import EntryChecks, is_precert_signing
 from pinlab.ct.domains import DomainFilter
@@ -30,6 +30,7 @@ from pinlab.ct.entries import LogEntry
 from pinlab.ct.errors import LogMisbehaviourError
 from pinlab.ct.rows import certificate_row, dns_names, identities, issuance_key, tbs_of
 from pinlab.errors import MalformedCertificateError
+from pinlab.positional import PickledByPosition
 from pinlab.store import CertificateRow
 
 __all__ = [
@@ -51,7 +52,7 @@ K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(PickledByPosition):
     """An entry that passed the filter, its rows built: the leaf's, then its chain's."""
 
     index: int
@@ -67,20 +68,6 @@ class Prepared:
     def leaf(self) -> CertificateRow:
         """The logged certificate (or precertificate)."""
         return self.rows[0]
-
-    def __reduce__(self) -> tuple[type[Prepared], tuple[Any, ...]]:
-        # Positional fields to the constructor: a third of the default slots pickling
-        # (dataclasses' __getstate__/__setstate__ loop in Python), and these cross to and
-        # from the CT parse workers by the million.
-        return Prepared, (
-            self.index,
-            self.observed_at,
-            self.precert,
-            self.key,
-            self.hosts,
-            self.rows,
-            self.chain_error,
-        )
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pinlab.certs import Certificate
+from pinlab.positional import PickledByPosition
 
 __all__ = ["CertificateRow", "Observation", "Scan", "Status"]
 
@@ -39,7 +40,7 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateRow:
+class CertificateRow(PickledByPosition):
     """One distinct certificate, keyed by the hex SHA-256 of its DER.
 
     A certificate that a server presented but that does not parse is kept too: its DER and
@@ -93,7 +94,7 @@ class CertificateRow:
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(PickledByPosition):
     """One attempt to reach a target in a scan (the last try, after any retries)."""
 
     scan_id: str
