@@ -17,6 +17,11 @@ store in a temporary directory), in three modes:
 
 Rows report entries/s, CPU per entry, and the process's RSS at 10 %, 50 % and 100 % of
 the run: flat memory means the last two differ by little whatever the length of the log.
+The backfills also split their CPU by where it is spent: the backfill's own process (fetch
+threads, merging, the store), the parse workers, and the synthetic log's server, which
+shares the machine. The backfill's process is one whatever the cores (it alone writes the
+store), so ``writer_ceiling_per_s``, a million over its CPU per entry, is the most entries
+a second this design stores with every other stage on cores of its own.
 The store's DuckDB connection gets ``memory_limit = 512MB``: by default DuckDB caches
 table blocks up to 80 % of RAM, which grows with the store whatever the backfill does.
 """
@@ -27,6 +32,7 @@ import base64
 import json
 import multiprocessing
 import multiprocessing.connection
+import os
 import re
 import resource
 import sys
@@ -53,7 +59,7 @@ from pinlab.store import Scan, Store
 from pinlab.testbed.ctlog import LocalLog
 from pinlab.testbed.pki import CA
 
-__all__ = ["MODES", "SyntheticLog", "run_ct_benchmark"]
+__all__ = ["MODES", "SyntheticLog", "run_ct_benchmark", "shown_columns"]
 
 _NAME = b"h0000000"
 DUCKDB_MEMORY_LIMIT = "512MB"
@@ -176,6 +182,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process that is still running (``/proc/PID/stat``), NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # utime and stime: fields 14 and 15 of proc(5), 12 and 13 after the name
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _row(
     mode: str, entries: int, stored: int, wall: float, cpu: float, rss: dict[int, float]
 ) -> dict[str, Any]:
@@ -201,6 +217,7 @@ def _backfill(
     *,
     parse_workers: int,
     mode: str,
+    server_pid: int,
 ) -> dict[str, Any]:
     samples: dict[int, float] = {}
     cached: dict[int, float] = {}
@@ -221,7 +238,8 @@ def _backfill(
         # DuckDB otherwise keeps table blocks cached up to 80 % of RAM: memory that grows
         # with the store, not with the backfill. A bound shows what the backfill holds.
         store.connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        cpu, started = _cpu() + _children_cpu(), time.perf_counter()
+        own, pool, server = _cpu(), _children_cpu(), _process_cpu(server_pid)
+        started = time.perf_counter()
         result = backfill_log(
             store,
             url,
@@ -231,9 +249,20 @@ def _backfill(
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
             progress=progress,
         )
-        wall, used = time.perf_counter() - started, _cpu() + _children_cpu() - cpu
-    row = _row(mode, result.stats.entries, result.stats.observations, wall, used, samples)
-    return {**row, "duckdb_mb_50pct": cached.get(50), "duckdb_mb_end": cached.get(100)}
+        wall = time.perf_counter() - started
+        own, pool = _cpu() - own, _children_cpu() - pool
+        server = _process_cpu(server_pid) - server
+    entries = result.stats.entries
+    row = _row(mode, entries, result.stats.observations, wall, own + pool, samples)
+    return {
+        **row,
+        "duckdb_mb_50pct": cached.get(50),
+        "duckdb_mb_end": cached.get(100),
+        "backfill_process_cpu_us_per_entry": own / entries * 1e6,
+        "parse_workers_cpu_us_per_entry": pool / entries * 1e6,
+        "log_server_cpu_us_per_entry": server / entries * 1e6,
+        "writer_ceiling_per_s": entries / own if own > 0 else float("nan"),
+    }
 
 
 def _parse_only(size: int, directory: Path) -> dict[str, Any]:
@@ -269,8 +298,10 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
     ``seconds``, ``entries_per_s``, ``cpu_us_per_entry`` (the parse workers' CPU
     included), ``rss_mb_10pct``, ``rss_mb_50pct``, ``rss_mb_end`` (of the backfill's
     process), ``duckdb_mb_50pct`` and ``duckdb_mb_end`` (what DuckDB accounts for itself,
-    mostly its block cache, bounded by ``memory_limit``), and ``vs_in_process`` (entries/s
-    over the in-process row's) when both ran.
+    mostly its block cache, bounded by ``memory_limit``), ``vs_in_process`` (entries/s
+    over the in-process row's) when both ran, and for the backfills the CPU per entry of
+    the backfill's process, of the parse workers and of the log server, and
+    ``writer_ceiling_per_s`` (see the module's documentation).
     """
     size = min(entries, 3_000) if quick else entries
     if size < 100:
@@ -285,6 +316,7 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
             raise RuntimeError("the synthetic CT log did not start")
         port, spki = parent.recv()
         url, key = f"http://127.0.0.1:{port}/", LogKey.from_der(spki)
+        pid = server.pid or 0
         watched = DomainFilter(f"h{i:07d}.bench.test" for i in range(0, size, 100))
         with tempfile.TemporaryDirectory(prefix="pinlab-bench-ct-") as scratch:
             directory = Path(scratch)
@@ -299,6 +331,7 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
                         directory,
                         parse_workers=cores,
                         mode="filtered (1% of names)",
+                        server_pid=pid,
                     )
                 )
             if "all" in modes:
@@ -311,6 +344,7 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
                         directory,
                         parse_workers=cores,
                         mode=f"all entries stored ({cores} parse process{'es' * (cores > 1)})",
+                        server_pid=pid,
                     )
                 )
             if "all-1" in modes:
@@ -321,8 +355,9 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
                         min(size, BASELINE_ENTRIES),
                         None,
                         directory,
-                        parse_workers=1,
+                        parse_workers=0,  # 0, not 1: one is a pool of one worker
                         mode="all entries stored (in process)",
+                        server_pid=pid,
                     )
                 )
             if "parse" in modes:
@@ -336,6 +371,38 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
         baseline = frame.loc[frame["mode"].str.endswith("(in process)"), "entries_per_s"]
         frame["vs_in_process"] = frame["entries_per_s"] / baseline.iloc[0]
     return frame
+
+
+def _slashed(*values: float | None) -> str:
+    """``285 / 297 / 297``, a dash for a figure the row has none of."""
+    return " / ".join("-" if v is None or v != v else f"{v:,.0f}" for v in values)
+
+
+def shown_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`run_ct_benchmark` narrowed for a terminal (the JSON keeps all)."""
+    columns = frame.reindex(
+        columns=[
+            "backfill_process_cpu_us_per_entry", "parse_workers_cpu_us_per_entry",
+            "log_server_cpu_us_per_entry", "writer_ceiling_per_s", "rss_mb_10pct",
+            "rss_mb_50pct", "rss_mb_end", "duckdb_mb_end",
+        ]
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "mode": frame["mode"],
+            "entries": frame["entries"].map("{:,}".format),
+            "entries/s": frame["entries_per_s"].map("{:,.0f}".format),
+            "CPU µs/entry": frame["cpu_us_per_entry"].map("{:,.0f}".format),
+            "backfill / workers / log server µs": [
+                _slashed(*row) for row in columns.iloc[:, :3].itertuples(index=False)
+            ],
+            "writer ceiling/s": [_slashed(v) for v in columns["writer_ceiling_per_s"]],
+            "RSS MB 10/50/100 %": [
+                _slashed(*row) for row in columns.iloc[:, 4:7].itertuples(index=False)
+            ],
+            "DuckDB MB": [_slashed(v) for v in columns["duckdb_mb_end"]],
+        }
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover - manual runs

@@ -258,7 +258,7 @@ def ct(
     out: Annotated[Path | None, OUT] = None,
 ) -> None:
     """Entries/s a CT backfill parses and stores from a local log, and its memory."""
-    from pinlab.bench.ct import MODES, run_ct_benchmark
+    from pinlab.bench.ct import MODES, run_ct_benchmark, shown_columns
     from pinlab.bench.machine import describe_machine
     from pinlab.bench.output import check_suffix, write_results
     from pinlab.bench.pins import BenchReport
@@ -274,7 +274,7 @@ def ct(
                 param_hint="--modes",
             )
         frame = run_ct_benchmark(entries=entries, quick=quick, modes=chosen)
-        console.print(_frame_table(frame, "pinlab bench ct"))
+        console.print(_frame_table(shown_columns(frame), "pinlab bench ct"))
         if out is not None:
             written = write_results(BenchReport(frame, describe_machine()), out)
             say(f"wrote {written}")

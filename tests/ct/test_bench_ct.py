@@ -25,6 +25,14 @@ def test_quick_ct_benchmark() -> None:
     assert (frame["entries_per_s"] > 0).all()
     assert frame["rss_mb_end"].iloc[:3].notna().all()
     assert frame["vs_in_process"].iloc[2] == 1.0
+    # where the CPU went: the in-process row started no parse worker, the pool row did
+    pool = frame["parse_workers_cpu_us_per_entry"]
+    assert pool.iloc[2] == 0.0
+    assert pool.iloc[1] > 0
+    assert (frame["backfill_process_cpu_us_per_entry"].iloc[:3] > 0).all()
+    assert (frame["log_server_cpu_us_per_entry"].iloc[:3] > 0).all()
+    ceiling = frame["writer_ceiling_per_s"] * frame["backfill_process_cpu_us_per_entry"]
+    assert ceiling.iloc[:3].round(6).eq(1e6).all()
 
 
 def test_synthetic_entries_are_distinct_and_well_formed() -> None:
@@ -40,4 +48,5 @@ def test_bench_ct_command_writes_its_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "ct", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "pinlab bench ct" in result.output
+    assert "writer ceiling/s" in result.output
     assert len(read_results(out).rows) == 4
