@@ -153,7 +153,7 @@ def _log_command(static: bool) -> Callable[..., None]:
         parse_workers: Annotated[
             int | None,
             typer.Option(
-                help="Processes parsing entries (default: the cores less one, for 20,000 "
+                help="Processes parsing entries (default: one per usable core, for 20,000 "
                 "entries or more; 0: in this process).",
                 callback=count_in(0, 256),
             ),

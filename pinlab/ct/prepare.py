@@ -229,13 +229,18 @@ def _prepare_in_worker(entries: Sequence[LogEntry]) -> PreparedBatch:
 
 
 def default_parse_workers() -> int:
-    """Worker processes for preparing entries: the cores this process may run on, less the
-    one the backfill itself keeps busy (fetching, merging, writing); at least one."""
+    """Worker processes for preparing entries: one per core this process may run on.
+
+    Not the cores less the backfill's own: its process (fetching, merging, writing) takes
+    about two thirds of a worker's CPU per entry, so it leaves part of its core idle. On 2
+    cores, backfilling 400,000 entries of ``pinlab bench ct``'s log, two workers stored
+    4,432 and 5,006 entries/s against 3,684 and 3,726 for one (interleaved runs).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, cores)
 
 
 class PreparePool:

@@ -16,6 +16,7 @@ import pytest
 from pinlab.bench.ct import SyntheticLog
 from pinlab.ct import BackfillOptions, backfill_log
 from pinlab.ct.entries import parse_entry
+from pinlab.ct.prepare import default_parse_workers
 from pinlab.ct.registry import KeyIndex
 from pinlab.store import Store
 from pinlab.testbed.ctlog import LocalLog
@@ -169,3 +170,9 @@ def test_kill_9_mid_backfill_then_resume_loses_and_duplicates_nothing(
         resumed, stored = _backfill(path, server, mixed, parse_workers=2)
     assert resumed.start <= done
     assert stored == expected
+
+
+def test_a_backfill_prepares_on_every_usable_core_by_default() -> None:
+    # one worker per core, not the cores less the backfill's own: its process leaves part of
+    # its core idle (bench ct, 2 cores: 4,432-5,006 entries/s with two workers, 3,700 with one)
+    assert default_parse_workers() == len(os.sched_getaffinity(0))
