@@ -238,8 +238,11 @@ def _backfill(
         # DuckDB otherwise keeps table blocks cached up to 80 % of RAM: memory that grows
         # with the store, not with the backfill. A bound shows what the backfill holds.
         store.connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        own, pool, server = _cpu(), _children_cpu(), _process_cpu(server_pid)
-        started = time.perf_counter()
+
+        def cpu_now() -> tuple[float, float, float]:
+            return _cpu(), _children_cpu(), _process_cpu(server_pid)
+
+        before, started = cpu_now(), time.perf_counter()
         result = backfill_log(
             store,
             url,
@@ -250,8 +253,7 @@ def _backfill(
             progress=progress,
         )
         wall = time.perf_counter() - started
-        own, pool = _cpu() - own, _children_cpu() - pool
-        server = _process_cpu(server_pid) - server
+        own, pool, server = (now - then for now, then in zip(cpu_now(), before, strict=True))
     entries = result.stats.entries
     row = _row(mode, entries, result.stats.observations, wall, own + pool, samples)
     return {
@@ -378,15 +380,18 @@ def _slashed(*values: float | None) -> str:
     return " / ".join("-" if v is None or v != v else f"{v:,.0f}" for v in values)
 
 
+_CPU_SPLIT = [
+    "backfill_process_cpu_us_per_entry",
+    "parse_workers_cpu_us_per_entry",
+    "log_server_cpu_us_per_entry",
+]
+_RSS = ["rss_mb_10pct", "rss_mb_50pct", "rss_mb_end"]
+
+
 def shown_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`run_ct_benchmark` narrowed for a terminal (the JSON keeps all)."""
-    columns = frame.reindex(
-        columns=[
-            "backfill_process_cpu_us_per_entry", "parse_workers_cpu_us_per_entry",
-            "log_server_cpu_us_per_entry", "writer_ceiling_per_s", "rss_mb_10pct",
-            "rss_mb_50pct", "rss_mb_end", "duckdb_mb_end",
-        ]
-    )  # fmt: skip
+    # the parse-only row has none of the backfills' columns: reindex gives it NaN, shown "-"
+    columns = frame.reindex(columns=[*_CPU_SPLIT, *_RSS, "writer_ceiling_per_s", "duckdb_mb_end"])
     return pd.DataFrame(
         {
             "mode": frame["mode"],
@@ -394,12 +399,10 @@ def shown_columns(frame: pd.DataFrame) -> pd.DataFrame:
             "entries/s": frame["entries_per_s"].map("{:,.0f}".format),
             "CPU µs/entry": frame["cpu_us_per_entry"].map("{:,.0f}".format),
             "backfill / workers / log server µs": [
-                _slashed(*row) for row in columns.iloc[:, :3].itertuples(index=False)
+                _slashed(*row) for row in columns[_CPU_SPLIT].itertuples(index=False)
             ],
             "writer ceiling/s": [_slashed(v) for v in columns["writer_ceiling_per_s"]],
-            "RSS MB 10/50/100 %": [
-                _slashed(*row) for row in columns.iloc[:, 4:7].itertuples(index=False)
-            ],
+            "RSS MB 10/50/100 %": [_slashed(*row) for row in columns[_RSS].itertuples(index=False)],
             "DuckDB MB": [_slashed(v) for v in columns["duckdb_mb_end"]],
         }
     )

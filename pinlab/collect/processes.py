@@ -51,6 +51,7 @@ from pinlab.collect.plan import ShardPlan, plan_shards
 from pinlab.collect.shard import remove_orphans
 from pinlab.collect.targets import Target
 from pinlab.collect.worker import WorkerSpec, run_worker
+from pinlab.cores import usable_cores
 from pinlab.errors import PinlabError
 from pinlab.store import Observation, Scan
 from pinlab.verify import TrustStore
@@ -77,15 +78,6 @@ class CollectorProcessError(PinlabError):
     """A collector process failed (a bug) or died; the scan stays unfinished for --resume."""
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity): ``--processes 0``, and the most
-    the default gives."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 TARGETS_PER_PROCESS = 2_000
 """``--processes`` by default gives each process at least this many targets. A collector
 process costs about a second of start-up (a Python interpreter importing cryptography,
@@ -110,22 +102,22 @@ def choose_processes(targets: int, rate: float | None, cores: int | None = None)
     (``targets`` below :data:`TARGETS_PER_PROCESS` per process) or too slow (``rate`` below
     :data:`RATE_PER_PROCESS` per process) to keep them busy."""
     cores = usable_cores() if cores is None else cores
-    limits = [(cores, f"one per usable core ({cores})")]
-    if targets // TARGETS_PER_PROCESS < cores:
+    limits = [
+        (cores, f"one per usable core ({cores})"),
+        (
+            targets // TARGETS_PER_PROCESS,
+            f"{targets:,} targets, at least {TARGETS_PER_PROCESS:,} per process",
+        ),
+    ]
+    if rate is not None:
         limits.append(
             (
-                max(1, targets // TARGETS_PER_PROCESS),
-                f"{targets:,} targets, at least {TARGETS_PER_PROCESS:,} per process",
-            )
-        )
-    if rate is not None and rate // RATE_PER_PROCESS < cores:
-        limits.append(
-            (
-                max(1, int(rate // RATE_PER_PROCESS)),
+                int(rate // RATE_PER_PROCESS),
                 f"--rate {rate:g}, at least {RATE_PER_PROCESS:g}/s per process",
             )
         )
-    processes, reason = min(limits, key=lambda limit: limit[0])
+    # the lowest limit, each at least one process; on a tie the first listed says why
+    processes, reason = min(((max(1, n), why) for n, why in limits), key=lambda limit: limit[0])
     return ProcessChoice(processes, reason)
 
 

@@ -16,7 +16,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
+from pinlab.cores import usable_cores
 from pinlab.ct.checks import EntryChecks, is_precert_signing
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
@@ -236,11 +236,7 @@ def default_parse_workers() -> int:
     cores, backfilling 400,000 entries of ``pinlab bench ct``'s log, two workers stored
     4,432 and 5,006 entries/s against 3,684 and 3,726 for one (interleaved runs).
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores)
+    return usable_cores()
 
 
 class PreparePool:
