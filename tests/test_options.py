@@ -49,6 +49,16 @@ def test_collect_timeout_is_checked(tmp_path: Path, value: str) -> None:
     assert not (tmp_path / "s.duckdb").exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "1025", "99999999999999999999"])
+def test_collect_processes_is_a_count(tmp_path: Path, value: str) -> None:
+    targets = tmp_path / "targets.txt"
+    targets.write_text("127.0.0.1:9\n")
+    run = invoke_pinlab("collect", str(targets), "--db", str(tmp_path / "s.duckdb"),
+                        "--processes", value)  # fmt: skip
+    assert_usage_error(run, "--processes", "0..1024")
+    assert not (tmp_path / "s.duckdb").exists()
+
+
 @pytest.mark.parametrize("value", BAD_RATES)
 def test_rates_must_be_positive_finite_and_not_vanishing(tmp_path: Path, value: str) -> None:
     targets = tmp_path / "targets.txt"

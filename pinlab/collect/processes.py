@@ -106,7 +106,8 @@ def choose_processes(targets: int, rate: float | None, cores: int | None = None)
         (cores, f"one per usable core ({cores})"),
         (
             targets // TARGETS_PER_PROCESS,
-            f"{targets:,} targets, at least {TARGETS_PER_PROCESS:,} per process",
+            f"{targets:,} target{'s' * (targets != 1)}, "
+            f"at least {TARGETS_PER_PROCESS:,} per process",
         ),
     ]
     if rate is not None:

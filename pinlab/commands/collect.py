@@ -132,7 +132,7 @@ def collect_command(
     processes: Annotated[
         int | None,
         typer.Option(
-            min=0,
+            callback=count_in(0, 1024),
             help="Collector processes, targets sharded by IP; 0: one per usable core. "
             "Default: one per usable core, fewer for a campaign of under 2,000 targets "
             "or 500/s of --rate per process (it says how many it runs, and why).",

@@ -32,6 +32,7 @@ def fixed_clock() -> datetime:
         (3_999, None, 2, 1, "3,999 targets, at least 2,000 per process"),
         (4_000, None, 2, 2, "one per usable core (2)"),
         (0, None, 2, 1, "0 targets, at least 2,000 per process"),
+        (1, None, 2, 1, "1 target, at least 2,000 per process"),
         (100_000, 1_200.0, 8, 2, "--rate 1200, at least 500/s per process"),
         (100_000, 40.0, 2, 1, "--rate 40, at least 500/s per process"),
         (3_000, 40.0, 4, 1, "3,000 targets, at least 2,000 per process"),  # the first of ties
