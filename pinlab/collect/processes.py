@@ -45,13 +45,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from pinlab.children import usable_cores
 from pinlab.collect.engine import CollectOptions, CollectSummary, _conclude, _Result, _Writer
 from pinlab.collect.engine import collect as collect_one
 from pinlab.collect.plan import ShardPlan, plan_shards
 from pinlab.collect.shard import remove_orphans
 from pinlab.collect.targets import Target
 from pinlab.collect.worker import WorkerSpec, run_worker
-from pinlab.cores import usable_cores
 from pinlab.errors import PinlabError
 from pinlab.store import Observation, Scan
 from pinlab.verify import TrustStore

@@ -17,11 +17,8 @@ so that it starts in a fraction of a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import os
 import signal
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from pinlab.certs import Certificate
+from pinlab.children import die_with_parent
 from pinlab.collect import loop as event_loop
 from pinlab.collect.engine import CollectOptions, _Engine, _Result
 from pinlab.collect.plan import read_targets
@@ -39,7 +37,6 @@ from pinlab.verify import TrustStore
 
 __all__ = ["WorkerSpec", "run_worker"]
 
-_PR_SET_PDEATHSIG = 1
 _PARENT_POLL = 0.5
 
 
@@ -87,14 +84,6 @@ class _ToParent:
         return os.getppid() == self.parent
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
-
-
 async def _watch_parent(parent: int) -> None:
     # Where PR_SET_PDEATHSIG is missing: an orphan stops itself within half a second.
     while os.getppid() == parent:
@@ -105,7 +94,7 @@ async def _watch_parent(parent: int) -> None:
 def run_worker(spec: WorkerSpec, queue: Queue[tuple[str, int, object]], ready: Event) -> None:
     """Collect the shard of ``spec`` once ``ready`` is set; results go to ``queue``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(spec.parent)
+    die_with_parent(spec.parent)
     try:
         roots = [Certificate.from_der(der) for der in spec.anchors]
         trust = TrustStore.from_certificates(roots, name=spec.anchors_name)

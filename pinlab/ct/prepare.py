@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
-from pinlab.cores import usable_cores
+from pinlab.children import die_with_parent, usable_cores
 from pinlab.ct.checks import EntryChecks, is_precert_signing
 from pinlab.ct.domains import DomainFilter
 from pinlab.ct.entries import LogEntry
@@ -218,8 +219,9 @@ class EntryPreparer:
 _worker: EntryPreparer | None = None
 
 
-def _start_worker(domains: DomainFilter | None, check_entries: bool) -> None:
+def _start_worker(domains: DomainFilter | None, check_entries: bool, parent: int) -> None:
     global _worker
+    die_with_parent(parent)  # a backfill killed with kill -9 leaves no worker waiting
     _worker = EntryPreparer(domains, check_entries=check_entries)
 
 
@@ -261,7 +263,7 @@ class PreparePool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(domains, check_entries),
+            initargs=(domains, check_entries, os.getpid()),
         )
 
     def prepare(

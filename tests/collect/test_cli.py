@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from pinlab.cli import app
 from pinlab.store import SCHEMA_VERSION, Store
+from tests.children import children, wait_until_gone
 from tests.collect.conftest import Farm
 
 PINLAB = str(Path(sys.executable).with_name("pinlab"))
@@ -56,11 +57,11 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(
         time.sleep(0.05)
     time.sleep(0.7)
     assert process.poll() is None, "the campaign finished before it could be killed"
-    children = _children(process.pid)
-    assert len(children) >= processes - 1 + int(processes > 1)  # workers, their tracker
+    workers = children(process.pid)
+    assert len(workers) >= processes - 1 + int(processes > 1)  # workers, their tracker
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    _wait_until_gone(children)  # the collector processes die with their parent
+    wait_until_gone(workers)  # the collector processes die with their parent
 
     committed = _observations(db)
     assert 0 < len(committed) < 300
@@ -87,33 +88,6 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(
     assert scans.iloc[0]["finished_at"] is not None
 
 
-def _status(pid: int) -> dict[str, str]:
-    """``/proc/PID/status`` as fields; empty once the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    return {key: value.strip() for key, value in (line.split(":", 1) for line in text.splitlines())}
-
-
-def _alive(pids: set[int]) -> set[int]:
-    """Those of ``pids`` still running (zombies count as gone)."""
-    return {pid for pid in pids if _status(pid).get("State", "Z")[:1] != "Z"}
-
-
-def _children(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid``."""
-    pids = {int(path.name) for path in Path("/proc").glob("[0-9]*")}
-    return {child for child in _alive(pids) if _status(child).get("PPid") == str(pid)}
-
-
-def _wait_until_gone(pids: set[int]) -> None:
-    deadline = time.monotonic() + 10
-    while _alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pids), "collector processes outlived their parent"
-
-
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_interrupted_processes_stop_and_resume_finishes(
     tmp_path: Path, farm: Farm, how: str
@@ -133,11 +107,11 @@ def test_interrupted_processes_stop_and_resume_finishes(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
-    while len(_children(process.pid)) < 3 and time.monotonic() < deadline:
+    while len(children(process.pid)) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.5)  # some observations committed
-    children = _children(process.pid)
-    assert len(children) == 3  # two collector processes and multiprocessing's tracker
+    workers = children(process.pid)
+    assert len(workers) == 3  # two collector processes and multiprocessing's tracker
     if how == "ctrl-c":  # the terminal signals the whole group
         os.killpg(process.pid, signal.SIGINT)
     else:
@@ -146,7 +120,7 @@ def test_interrupted_processes_stop_and_resume_finishes(
     assert process.returncode == 130, stderr
     assert "interrupted; continue with --resume" in stderr
     assert "Traceback" not in stderr
-    _wait_until_gone(children)
+    wait_until_gone(workers)
     committed = _observations(db)
     assert 0 < len(committed) < 200
     with Store.open(db, read_only=True) as store:

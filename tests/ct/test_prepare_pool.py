@@ -22,6 +22,7 @@ from pinlab.store import Store
 from pinlab.testbed.ctlog import LocalLog
 from pinlab.testbed.ctserver import LogServer
 from pinlab.testbed.pki import CA
+from tests.children import children, wait_until_gone
 from tests.ct.conftest import clock
 
 FAST = {"retries": 0, "backoff": 0.0, "timeout": 30.0}
@@ -161,9 +162,12 @@ def test_kill_9_mid_backfill_then_resume_loses_and_duplicates_nothing(
         while child.is_alive() and sum("get-entries" in r for r in server.requests) < 40:
             time.sleep(0.05)
         assert child.pid is not None
+        workers = children(child.pid)
+        assert len(workers) >= 2  # its parse workers (and multiprocessing's tracker)
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         assert child.exitcode == -signal.SIGKILL
+        wait_until_gone(workers)  # the parse workers die with the backfill
         with Store.open(path) as store:
             (done,) = store.connection.execute("SELECT next_index FROM ct_state").fetchone() or (0,)
         assert 0 < done < mixed.size
