@@ -40,6 +40,7 @@ __all__ = [
     "strip_extension",
     "tbs_of",
     "tbs_of_certificate",
+    "tlv",
 ]
 
 POISON_OID = bytes.fromhex("060a2b06010401d679020403")
@@ -290,7 +291,8 @@ def _extensions(data: bytes, at: int) -> list[tuple[int, int, bytes, bytes, byte
     return items
 
 
-def _tlv(tag: int, body: bytes) -> bytes:
+def tlv(tag: int, body: bytes) -> bytes:
+    """The DER TLV of ``tag`` around ``body``."""
     return bytes([tag]) + _length(len(body)) + body
 
 
@@ -340,7 +342,7 @@ def rewrite_issuer(tbs: bytes, issuer: bytes, aki: bytes | None) -> bytes:
     if len(fields) <= issuer_at + 3:
         raise ValueError("TBSCertificate too short")
     head, has_extensions = bytearray(), False
-    new_aki = _tlv(0x30, AKI_OID + _tlv(0x04, aki)) if aki is not None else b""
+    new_aki = tlv(0x30, AKI_OID + tlv(0x04, aki)) if aki is not None else b""
     for number, (tag, start, body, stop) in enumerate(fields):
         if number == issuer_at:
             head += issuer
@@ -350,14 +352,14 @@ def rewrite_issuer(tbs: bytes, issuer: bytes, aki: bytes | None) -> bytes:
                 if oid != AKI_OID:
                     kept += tbs[item_start:item_end]
                 elif aki is not None:
-                    kept += _tlv(0x30, prefix + _tlv(0x04, aki))
+                    kept += tlv(0x30, prefix + tlv(0x04, aki))
                 replaced = replaced or oid == AKI_OID
             if not replaced:
                 kept += new_aki
             if kept:
-                head += _tlv(0xA3, _tlv(0x30, bytes(kept)))
+                head += tlv(0xA3, tlv(0x30, bytes(kept)))
         else:
             head += tbs[start:stop]
     if not has_extensions and new_aki:
-        head += _tlv(0xA3, _tlv(0x30, new_aki))
-    return _tlv(0x30, bytes(head))
+        head += tlv(0xA3, tlv(0x30, new_aki))
+    return tlv(0x30, bytes(head))
