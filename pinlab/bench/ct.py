@@ -57,8 +57,8 @@ from pinlab.ct.ingest import IssuanceWriter
 from pinlab.ct.merkle import CompactRange, leaf_hash
 from pinlab.ct.prepare import default_parse_workers
 from pinlab.ct.rows import POISON_OID, strip_extension, tbs_of, tlv
-from pinlab.der import read_element
 from pinlab.ct.sth import LogKey, SignedTreeHead
+from pinlab.der import read_element
 from pinlab.store import Scan, Store
 from pinlab.testbed.ctlog import LocalLog
 from pinlab.testbed.pki import CA
@@ -86,9 +86,9 @@ class SyntheticLog:
         issued = log.issue(issuer, "h0000000.bench.test", timestamp=_T0, serial=1 << 120 | 7)
         plain = issuer.issue_leaf("h0000000.bench.test")
         self.chain = (issuer.der, root.der)
-        self.issuer_key = issuer.private_key
-        if not isinstance(self.issuer_key, ec.EllipticCurvePrivateKey):
+        if not isinstance(issuer.private_key, ec.EllipticCurvePrivateKey):
             raise TypeError("the bench's issuing CA signs with ECDSA")
+        self.issuer_key: ec.EllipticCurvePrivateKey = issuer.private_key
         self.private_key = log.private_key
         self.key = log.key
         self.precert = issued.precert
