@@ -14,7 +14,10 @@ store in a temporary directory), in three modes:
 - ``all, in process``: the same with parsing in the backfill's own process (the path
   before the pool), over the first ``BASELINE_ENTRIES`` entries: the baseline of the run;
 - ``parse only``: the same entries parsed from memory (no HTTP, no store) on one core:
-  the limit of one core.
+  the limit of one core;
+- ``signature checks only``: each entry's one new signature checked, nothing else, on one
+  core: the floor. Every logged certificate is new, so no backfill that checks chains
+  spends less CPU on an entry.
 
 Rows report entries/s, CPU per entry, and the process's RSS at 10 %, 50 % and 100 % of
 the run: flat memory means the last two differ by little whatever the length of the log.
@@ -22,7 +25,10 @@ The backfills also split their CPU by where it is spent: the backfill's own proc
 threads, merging, the store), the parse workers, and the synthetic log's server, which
 shares the machine. The backfill's process is one whatever the cores (it alone writes the
 store), so ``writer_ceiling_per_s``, a million over its CPU per entry, is the most entries
-a second this design stores with every other stage on cores of its own.
+a second this design stores with every other stage on cores of its own. Every row also
+gives ``cores_ceiling_per_s``: the machine's usable cores over the row's CPU per entry (the
+log server's left out), the most entries a second this machine could do at that cost; on
+the floor row, the most any backfill checking every chain could store here.
 The store's DuckDB connection gets ``memory_limit = 512MB``: by default DuckDB caches
 table blocks up to 80 % of RAM, which grows with the store whatever the backfill does.
 """
@@ -48,9 +54,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pinlab.children import usable_cores
 from pinlab.ct import BackfillOptions, DomainFilter, backfill_log
 from pinlab.ct.entries import encode_extra_data, encode_leaf, parse_entry
 from pinlab.ct.ingest import IssuanceWriter
@@ -134,7 +142,7 @@ class SyntheticLog:
         signature = self.issuer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
         return tlv(0x03, b"\0" + signature)  # BIT STRING, no unused bits
 
-    def _certificate(self, index: int) -> bytes:
+    def certificate(self, index: int) -> bytes:
         """Entry ``index``'s certificate: its template patched, signed by the issuer."""
         patched = self._patch(*self._template(index), index)
         outer = read_element(patched, 0, len(patched))
@@ -145,7 +153,7 @@ class SyntheticLog:
     def entry(self, index: int) -> tuple[bytes, bytes]:
         """(leaf_input, extra_data) of entry ``index``."""
         timestamp = _T0 + index
-        certificate = self._certificate(index)
+        certificate = self.certificate(index)
         if index % 10 < 7:
             tbs = self._patch(self.precert_tbs, self.serial_precert, index)
             leaf = encode_leaf(
@@ -302,9 +310,9 @@ def _backfill(
     }
 
 
-def _parse_only(size: int, directory: Path) -> dict[str, Any]:
-    """Parse ``size`` entries held in memory into rows (no HTTP, no commit): the limit."""
-    log = SyntheticLog(min(size, 20_000))
+def _parse_only(log: SyntheticLog, directory: Path) -> dict[str, Any]:
+    """Parse the log's entries, held in memory, into rows (no HTTP, no commit): the limit
+    of one core."""
     entries = [log.entry(i) for i in range(log.size)]
     with Store.open(directory / "parse.duckdb") as store:
         scan = Scan(
@@ -325,7 +333,22 @@ def _parse_only(size: int, directory: Path) -> dict[str, Any]:
     return _row("parse only (in memory, no store)", log.size, 0, wall, used, {})
 
 
-MODES = ("filtered", "all", "all-1", "parse")
+def _signatures_only(log: SyntheticLog) -> dict[str, Any]:
+    """Check each entry's one new signature (its certificate's, by the issuer, whose key
+    is loaded once) and nothing else, on one core: the least CPU an entry costs a backfill
+    that checks chains, since every logged certificate is new and its signature with it."""
+    certificates = [x509.load_der_x509_certificate(log.certificate(i)) for i in range(log.size)]
+    key, algorithm = log.issuer_key.public_key(), ec.ECDSA(hashes.SHA256())
+    cpu, started = _cpu(), time.perf_counter()
+    for certificate in certificates:
+        key.verify(certificate.signature, certificate.tbs_certificate_bytes, algorithm)
+    wall, used = time.perf_counter() - started, _cpu() - cpu
+    return _row("signature checks only (the floor)", log.size, 0, wall, used, {})
+
+
+MODES = ("filtered", "all", "all-1", "parse", "signatures")
+IN_MEMORY_ENTRIES = 20_000
+"""Entries of the in-memory rows (parse only, signatures only)."""
 
 
 def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES) -> pd.DataFrame:
@@ -338,7 +361,8 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
     mostly its block cache, bounded by ``memory_limit``), ``vs_in_process`` (entries/s
     over the in-process row's) when both ran, and for the backfills the CPU per entry of
     the backfill's process, of the parse workers and of the log server, and
-    ``writer_ceiling_per_s`` (see the module's documentation).
+    ``writer_ceiling_per_s``; on every row ``cores`` and ``cores_ceiling_per_s`` (see the
+    module's documentation).
     """
     size = min(entries, 3_000) if quick else entries
     if size < 100:
@@ -397,12 +421,21 @@ def run_ct_benchmark(*, entries: int, quick: bool, modes: Sequence[str] = MODES)
                         server_pid=pid,
                     )
                 )
-            if "parse" in modes:
-                rows.append(_parse_only(size, directory))
+            if "parse" in modes or "signatures" in modes:
+                in_memory = SyntheticLog(min(size, IN_MEMORY_ENTRIES))
+                if "parse" in modes:
+                    rows.append(_parse_only(in_memory, directory))
+                if "signatures" in modes:
+                    rows.append(_signatures_only(in_memory))
     finally:
         server.terminate()
         server.join(10)
     frame = pd.DataFrame(rows)
+    # what this machine's cores could do at each row's CPU per entry with nothing else
+    # running (the log server left out): for the floor row, the most entries a second any
+    # backfill checking every chain can store here
+    frame["cores"] = usable_cores()
+    frame["cores_ceiling_per_s"] = frame["cores"] * 1e6 / frame["cpu_us_per_entry"]
     if "all-1" in modes and "all" in modes:
         # the pool against the in-process path, both measured in this run
         baseline = frame.loc[frame["mode"].str.endswith("(in process)"), "entries_per_s"]
@@ -426,7 +459,9 @@ _RSS = ["rss_mb_10pct", "rss_mb_50pct", "rss_mb_end"]
 def shown_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`run_ct_benchmark` narrowed for a terminal (the JSON keeps all)."""
     # the parse-only row has none of the backfills' columns: reindex gives it NaN, shown "-"
-    columns = frame.reindex(columns=[*_CPU_SPLIT, *_RSS, "writer_ceiling_per_s", "duckdb_mb_end"])
+    columns = frame.reindex(
+        columns=[*_CPU_SPLIT, *_RSS, "writer_ceiling_per_s", "cores_ceiling_per_s", "duckdb_mb_end"]
+    )
     return pd.DataFrame(
         {
             "mode": frame["mode"],
@@ -437,6 +472,7 @@ def shown_columns(frame: pd.DataFrame) -> pd.DataFrame:
                 _slashed(*row) for row in columns[_CPU_SPLIT].itertuples(index=False)
             ],
             "writer ceiling/s": [_slashed(v) for v in columns["writer_ceiling_per_s"]],
+            "cores ceiling/s": [_slashed(v) for v in columns["cores_ceiling_per_s"]],
             "RSS MB 10/50/100 %": [_slashed(*row) for row in columns[_RSS].itertuples(index=False)],
             "DuckDB MB": [_slashed(v) for v in columns["duckdb_mb_end"]],
         }

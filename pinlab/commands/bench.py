@@ -252,9 +252,10 @@ def ct(
         str,
         typer.Option(
             help="Comma-separated: filtered, all (parse pool), all-1 (in process, the "
-            "baseline), parse (one core, no store)."
+            "baseline), parse (one core, no store), signatures (the signature checks "
+            "alone: the floor)."
         ),
-    ] = "filtered,all,all-1,parse",
+    ] = "filtered,all,all-1,parse,signatures",
     out: Annotated[Path | None, OUT] = None,
 ) -> None:
     """Entries/s a CT backfill parses and stores from a local log, and its memory."""

@@ -20,9 +20,13 @@ def test_quick_ct_benchmark() -> None:
     assert modes[0] == "filtered (1% of names)"
     assert modes[1].startswith("all entries stored (")
     assert "parse process" in modes[1]
-    assert modes[2:] == ["all entries stored (in process)", "parse only (in memory, no store)"]
-    assert list(frame["entries"]) == [3000, 3000, 3000, 3000]
-    assert list(frame["observations"]) == [30, 3000, 3000, 0]
+    assert modes[2:] == [
+        "all entries stored (in process)",
+        "parse only (in memory, no store)",
+        "signature checks only (the floor)",
+    ]
+    assert list(frame["entries"]) == [3000] * 5
+    assert list(frame["observations"]) == [30, 3000, 3000, 0, 0]
     assert (frame["entries_per_s"] > 0).all()
     assert frame["rss_mb_end"].iloc[:3].notna().all()
     assert frame["vs_in_process"].iloc[2] == 1.0
@@ -34,6 +38,12 @@ def test_quick_ct_benchmark() -> None:
     assert (frame["log_server_cpu_us_per_entry"].iloc[:3] > 0).all()
     ceiling = frame["writer_ceiling_per_s"] * frame["backfill_process_cpu_us_per_entry"]
     assert ceiling.iloc[:3].round(6).eq(1e6).all()
+    # the machine's ceiling at each row's CPU per entry; the signature checks alone cost
+    # less than parsing, which includes them
+    cores = frame["cores_ceiling_per_s"] * frame["cpu_us_per_entry"] / frame["cores"]
+    assert cores.round(6).eq(1e6).all()
+    floor, parse = frame["cpu_us_per_entry"].iloc[4], frame["cpu_us_per_entry"].iloc[3]
+    assert 0 < floor < parse
 
 
 def test_synthetic_entries_are_distinct_and_well_formed() -> None:
@@ -55,5 +65,5 @@ def test_bench_ct_command_writes_its_rows(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "pinlab bench ct" in result.output
     rows = read_results(out).rows
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert "writer_ceiling_per_s" in rows.columns  # the file keeps what the table narrows
