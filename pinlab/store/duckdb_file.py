@@ -142,6 +142,29 @@ class Store:
             raise
         self.connection.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def checkpoints_every(self, mebibytes: int) -> Iterator[None]:
+        """``with store.checkpoints_every(256):`` a bulk load lets DuckDB's write-ahead log
+        grow to ``mebibytes`` before it is checkpointed into the file, then the setting it
+        had is restored.
+
+        A checkpoint of a small append leaves small row groups that later checkpoints
+        merge and rewrite (see duckdb/duckdb#18829), so at DuckDB's default of 16 MiB a
+        big load's rows are written several times over, more so as the table grows.
+        Measured with 1 kB BLOB rows (DuckDB 2.0, 2 cores): a checkpoint every 10,000 rows
+        cost 48 µs a row, one every 122,880 rows (a full row group) 13-16. Committed
+        transactions stay durable either way: a ``kill -9`` leaves them in the log, which
+        the next open replays.
+        """
+        (previous,) = self.connection.execute(
+            "SELECT current_setting('checkpoint_threshold')"
+        ).fetchone() or ("16MiB",)
+        self.connection.execute(f"SET checkpoint_threshold = '{int(mebibytes)}MiB'")
+        try:
+            yield
+        finally:
+            self.connection.execute(f"SET checkpoint_threshold = '{previous}'")
+
     # -- writing ---------------------------------------------------------------------------
 
     def write(

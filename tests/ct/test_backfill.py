@@ -22,6 +22,7 @@ from pinlab.ct import (
     backfill_log,
     backfill_static,
 )
+from pinlab.ct.backfill import BACKFILL_CHECKPOINT_MIB
 from pinlab.ct.client import RateLimiter
 from pinlab.ct.entries import encode_extra_data, encode_leaf
 from pinlab.store import Store
@@ -404,3 +405,21 @@ def test_final_certificate_after_its_precert_was_recorded_is_linked(
     assert linked == finals
     assert linked is not None
     assert linked[0] > 0
+
+
+def test_a_backfill_checkpoints_a_row_group_at_a_time_then_restores_the_store(
+    tmp_path: Path, served: LogServer, ct_history: History
+) -> None:
+    def threshold(store: Store) -> str:
+        query = "SELECT current_setting('checkpoint_threshold')"
+        return str((store.connection.execute(query).fetchone() or ("",))[0])
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        before, during = threshold(store), set()
+        backfill_log(
+            store, served.url, key=ct_history.log.key, domains=DomainFilter(WATCHED),
+            options=_options(), clock=clock,
+            progress=lambda done, total: during.add(threshold(store)),
+        )  # fmt: skip
+        assert during == {f"{BACKFILL_CHECKPOINT_MIB}.0 MiB"}
+        assert threshold(store) == before
