@@ -129,9 +129,13 @@ class SyntheticLog:
             data[end - 4 : end] = index.to_bytes(4, "big")
         return bytes(data)
 
+    @staticmethod
+    def _is_precert(index: int) -> bool:
+        return index % 10 < 7  # 70 % precertificates
+
     def _template(self, index: int) -> tuple[bytes, bytes]:
-        """(certificate template, its serial) of entry ``index``: 70 % precertificates."""
-        if index % 10 < 7:
+        """(certificate template, its serial) of entry ``index``."""
+        if self._is_precert(index):
             return self.precert, self.serial_precert
         return self.plain, self.serial_plain
 
@@ -154,7 +158,7 @@ class SyntheticLog:
         """(leaf_input, extra_data) of entry ``index``."""
         timestamp = _T0 + index
         certificate = self.certificate(index)
-        if index % 10 < 7:
+        if self._is_precert(index):
             tbs = self._patch(self.precert_tbs, self.serial_precert, index)
             leaf = encode_leaf(
                 timestamp, certificate, tbs=tbs, issuer_key_hash=self.issuer_key_hash

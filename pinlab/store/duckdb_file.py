@@ -159,11 +159,17 @@ class Store:
         (previous,) = self.connection.execute(
             "SELECT current_setting('checkpoint_threshold')"
         ).fetchone() or ("16MiB",)
+        restore = f"SET checkpoint_threshold = '{previous}'"
         self.connection.execute(f"SET checkpoint_threshold = '{int(mebibytes)}MiB'")
         try:
             yield
-        finally:
-            self.connection.execute(f"SET checkpoint_threshold = '{previous}'")
+        except BaseException:
+            # the load's own error is the one to report, even when it left the database
+            # unable to take another statement (a full disk invalidates it)
+            with contextlib.suppress(duckdb.Error):
+                self.connection.execute(restore)
+            raise
+        self.connection.execute(restore)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -54,6 +54,23 @@ def test_bulk_setting_applies_inside_and_is_restored_after(tmp_path: Path) -> No
         assert _setting(store) == before
 
 
+def test_a_failed_load_reports_its_own_error_when_the_setting_cannot_be_restored(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "s.duckdb")
+
+    def load() -> None:
+        with store.checkpoints_every(64):
+            # a connection that takes no more statements, as a database a full disk
+            # invalidated
+            store.connection.close()
+            raise RuntimeError("the load's own error")
+
+    with pytest.raises(RuntimeError, match="the load's own"):
+        load()
+    store.close()
+
+
 def test_rows_committed_during_a_bulk_load_survive_a_kill(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     Store.open(path).close()
