@@ -48,8 +48,10 @@ __all__ = [
 
 BACKFILL_CHECKPOINT_MIB = 256
 """Write-ahead log a backfill lets grow before DuckDB checkpoints it (see
-:meth:`pinlab.store.Store.checkpoints_every`): about 120,000 entries of certificate,
-observation and registry rows, a row group's worth. Backfilling 400,000 entries of
+:meth:`pinlab.store.Store.checkpoints_every`): the benchmark's entries take 1.5 kB of
+log each (certificate, observation and registry rows), so some 170,000 entries go between
+checkpoints, more than a row group (122,880 rows); fewer for real certificates, which are
+larger. Backfilling 400,000 entries of
 ``pinlab bench ct``'s log on 2 cores, two runs each: 4,928 and 5,530 entries/s against
 3,948 and 4,825 at DuckDB's 16 MiB, the backfill's process at 101-115 µs an entry against
 131-162, and a 294 MB store against 470 MB."""
