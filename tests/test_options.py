@@ -39,23 +39,20 @@ def test_timeouts_must_be_positive_and_finite(command: str, value: str) -> None:
     assert_usage_error(run, "--timeout", "0.001..86400")
 
 
-@pytest.mark.parametrize("value", BAD_SECONDS)
-def test_collect_timeout_is_checked(tmp_path: Path, value: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "bounds"),
+    [
+        *(("--timeout", value, "0.001..86400") for value in BAD_SECONDS),
+        *(("--processes", value, "0..1024") for value in ["-1", "1025", "99999999999999999999"]),
+    ],
+)
+def test_collect_options_are_checked_before_the_store_is_made(
+    tmp_path: Path, option: str, value: str, bounds: str
+) -> None:
     targets = tmp_path / "targets.txt"
     targets.write_text("127.0.0.1:9\n")
-    run = invoke_pinlab("collect", str(targets), "--db", str(tmp_path / "s.duckdb"),
-                        "--timeout", value)  # fmt: skip
-    assert_usage_error(run, "--timeout", "0.001..86400")
-    assert not (tmp_path / "s.duckdb").exists()
-
-
-@pytest.mark.parametrize("value", ["-1", "1025", "99999999999999999999"])
-def test_collect_processes_is_a_count(tmp_path: Path, value: str) -> None:
-    targets = tmp_path / "targets.txt"
-    targets.write_text("127.0.0.1:9\n")
-    run = invoke_pinlab("collect", str(targets), "--db", str(tmp_path / "s.duckdb"),
-                        "--processes", value)  # fmt: skip
-    assert_usage_error(run, "--processes", "0..1024")
+    run = invoke_pinlab("collect", str(targets), "--db", str(tmp_path / "s.duckdb"), option, value)
+    assert_usage_error(run, option, bounds)
     assert not (tmp_path / "s.duckdb").exists()
 
 
